@@ -1,0 +1,242 @@
+"""The run configuration: built once, validated, frozen, saved with the run.
+
+The original BAM kept a mutable config object and silently rewrote its
+hyperparameters whenever a single task was given. Here the single-task and
+multi-task values are named presets (`PRESETS`) that the caller applies
+explicitly with `RunConfig.from_dict({**PRESETS[name], ...})` or a flagfile.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+# Paper section 4 ("Training details"): single-task runs use BERT's recipe,
+# multi-task runs a larger batch, more epochs, a larger LR and layer-wise decay.
+PRESETS = {
+    "single_task": {
+        "train_batch_size": 32,
+        "num_train_epochs": 3.0,
+        "learning_rate": 5e-5,
+        "lr_decay": 1.0,
+    },
+    "multi_task": {
+        "train_batch_size": 128,
+        "num_train_epochs": 6.0,
+        "learning_rate": 1e-4,
+        "lr_decay": 0.9,
+    },
+    # Table 3: continue one task from multi-task weights with a small LR.
+    "single_task_finetune": {
+        "train_batch_size": 32,
+        "num_train_epochs": 3.0,
+        "learning_rate": 1e-5,
+        "lr_decay": 1.0,
+    },
+    # The original's debug mode: a tiny random encoder, a minute of training.
+    "debug": {
+        "debug": True,
+        "train_batch_size": 16,
+        "eval_batch_size": 64,
+        "num_train_epochs": 2.0,
+        "learning_rate": 1e-3,
+        "lr_decay": 1.0,
+        "max_seq_length": 64,
+        "max_train_examples": 400,
+    },
+}
+
+DATA_SOURCES = ("tsv", "tfds")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; raised before any work starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a run computes.
+
+    Hardware choices (strategy, TPU name) are not part of it: the same
+    configuration must give the same model on any device.
+
+    Example:
+    >>> config = RunConfig.from_dict(
+    ...     {**PRESETS["single_task"], "model_name": "rte-model",
+    ...      "bam_dir": "/tmp/bam", "task_names": ["rte"]})
+    >>> config.train_batch_size
+    32
+    """
+
+    model_name: str
+    bam_dir: str
+    task_names: tuple
+    glue_dir: Optional[str] = None
+    data_source: str = "tsv"
+    pretrained_model: Optional[str] = None
+    debug: bool = False
+    # Tiny random encoder used by `debug` (the original's debug mode).
+    debug_hidden_size: int = 64
+    debug_num_layers: int = 2
+    debug_vocab_size: int = 1000
+    max_seq_length: int = 128
+    # False: pad each batch to its longest member (fast on CPU/GPU).
+    # True: pad every batch to max_seq_length (static shapes for TPU).
+    pad_to_max_length: bool = False
+    train_batch_size: int = 128
+    eval_batch_size: int = 128
+    learning_rate: float = 1e-4
+    lr_decay: float = 0.9
+    num_train_epochs: float = 6.0
+    warmup_proportion: float = 0.1
+    weight_decay_rate: float = 0.01
+    clip_norm: float = 1.0
+    dropout_rate: float = 0.1
+    task_weight_exponent: float = 0.75
+    double_unordered: bool = True
+    max_train_examples: Optional[int] = None
+    distill: bool = False
+    teachers: tuple = ()  # ((task, teacher_model_name), ...)
+    teacher_trials: tuple = (1,)
+    teacher_annealing: bool = True
+    # Weight of the teacher's targets when annealing is off (1 - lambda).
+    distill_weight: float = 0.5
+    distill_temperature: float = 1.0
+    # Table 3: start from another model folder's trained weights.
+    init_from_model: Optional[str] = None
+    init_from_trial: int = 1
+    num_trials: int = 1
+    seed: int = 1
+    n_writes_distill: int = 5
+    n_writes_test: int = 5
+    eval_each_epoch: bool = True
+    steps_per_execution: int = 1
+    cache_features: bool = True
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(
+                f"Unknown configuration keys {unknown}; known keys are "
+                f"{sorted(names)}."
+            )
+        values = dict(values)
+        if isinstance(values.get("task_names"), str):
+            values["task_names"] = [
+                t for t in values["task_names"].split(",") if t
+            ]
+        values["task_names"] = tuple(values.get("task_names", ()))
+        teachers = values.get("teachers", ())
+        if isinstance(teachers, str):
+            teachers = parse_teachers(teachers)
+        if isinstance(teachers, dict):
+            teachers = teachers.items()
+        values["teachers"] = tuple(
+            (str(t), str(m)) for t, m in sorted(teachers)
+        )
+        trials = values.get("teacher_trials", (1,))
+        if isinstance(trials, (int, str)):
+            trials = [int(t) for t in str(trials).split(",") if t]
+        values["teacher_trials"] = tuple(int(t) for t in trials)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_json(cls, path):
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["task_names"] = list(self.task_names)
+        d["teachers"] = dict(self.teachers)
+        d["teacher_trials"] = list(self.teacher_trials)
+        return d
+
+    def replace(self, **changes):
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    # ------------------------------------------------------------- validate
+    def validate(self):
+        def check(cond, message):
+            if not cond:
+                raise ConfigError(message)
+
+        check(self.model_name and "/" not in self.model_name,
+              f"model_name must be a plain folder name, got "
+              f"{self.model_name!r}.")
+        check(bool(self.bam_dir), "bam_dir is required.")
+        check(len(self.task_names) > 0, "task_names must name at least one task.")
+        check(len(set(self.task_names)) == len(self.task_names),
+              f"task_names has duplicates: {list(self.task_names)}.")
+        check(self.data_source in DATA_SOURCES,
+              f"data_source must be one of {DATA_SOURCES}, got "
+              f"{self.data_source!r}.")
+        check(self.debug or self.pretrained_model,
+              "Give --pretrained_model (a preset, a folder or a name under "
+              "BAM_DIR/pretrained_models) or --debug for a tiny random "
+              "encoder.")
+        check(not (self.debug and self.pretrained_model),
+              "--debug builds a random encoder; it contradicts "
+              f"--pretrained_model={self.pretrained_model!r}.")
+        check(self.max_seq_length >= 8,
+              f"max_seq_length must be >= 8, got {self.max_seq_length}.")
+        for name in ("train_batch_size", "eval_batch_size", "num_trials",
+                     "steps_per_execution", "debug_hidden_size",
+                     "debug_num_layers", "debug_vocab_size"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1.")
+        check(self.learning_rate > 0, "learning_rate must be > 0.")
+        check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1].")
+        check(self.num_train_epochs > 0, "num_train_epochs must be > 0.")
+        check(0 <= self.warmup_proportion < 1,
+              "warmup_proportion must be in [0, 1).")
+        check(0 <= self.dropout_rate < 1, "dropout_rate must be in [0, 1).")
+        check(self.task_weight_exponent >= 0,
+              "task_weight_exponent must be >= 0.")
+        check(self.max_train_examples is None or self.max_train_examples >= 1,
+              "max_train_examples must be >= 1.")
+        check(0 <= self.distill_weight <= 1, "distill_weight must be in [0, 1].")
+        check(self.distill_temperature > 0, "distill_temperature must be > 0.")
+        check(all(t >= 1 for t in self.teacher_trials) and self.teacher_trials,
+              "teacher_trials are 1-based trial numbers.")
+        teacher_tasks = [t for t, _ in self.teachers]
+        if self.distill:
+            check(len(self.teachers) > 0,
+                  "--distill needs --teachers=task:model,...")
+            missing = [t for t in teacher_tasks if t not in self.task_names]
+            check(not missing,
+                  f"--teachers names tasks {missing} that are not in "
+                  f"--task_names={','.join(self.task_names)}.")
+            check(self.model_name not in {m for _, m in self.teachers},
+                  "A student cannot be its own teacher: model_name "
+                  f"{self.model_name!r} is in --teachers.")
+        else:
+            check(not self.teachers,
+                  "--teachers is given without --distill: pass --distill to "
+                  "learn from them, or drop --teachers.")
+
+
+def parse_teachers(text):
+    """'rte:rte-model,mrpc:mrpc-model' -> {'rte': 'rte-model', ...}."""
+    teachers = {}
+    for item in [i for i in text.split(",") if i.strip()]:
+        if ":" not in item:
+            raise ConfigError(
+                f"--teachers entry {item!r} is not of the form task:model.")
+        task, model = (s.strip() for s in item.split(":", 1))
+        if task in teachers:
+            raise ConfigError(f"--teachers names task {task!r} twice.")
+        teachers[task] = model
+    return teachers
+
+
+def glue_dir(config):
+    return config.glue_dir or os.path.join(config.bam_dir, "glue_data")
+
+
+def model_dir(config):
+    return os.path.join(config.bam_dir, "models", config.model_name)

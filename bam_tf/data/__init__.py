@@ -1,0 +1,1 @@
+"""The data layer: TSV/TFDS -> examples -> features -> tf.data."""

@@ -1,0 +1,157 @@
+"""Features -> tf.data: one dataset per task, all with the same element
+structure, mixed for training by `sample_from_datasets`.
+
+Every element is a dict:
+    token_ids, segment_ids, padding_mask: int32 [length]
+        (padding_mask is int32, not bool: Keras reduces the first batch
+        across replicas to build the model, and that fails on booleans;
+        TRAPS.md 1)
+    task_id: int32, the task's position in the run's task list
+    eid: int32, the example id
+    label: int32, the gold class (0 for regression and unlabelled splits)
+    target: float32, the gold regression value scaled to [0, 1]
+    teacher_logits: float32 [num_label_slots], the teacher's logits
+    teacher_prediction: float32, the teacher's scaled regression output
+    has_teacher: float32, 1 where teacher targets are filled in
+    is_real: float32, 0 for padding examples of fixed-size eval batches
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from bam_tf.data.sampling import task_sampling_probabilities
+
+TOKEN_KEYS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def num_label_slots(tasks):
+    return max(task.num_labels for task in tasks)
+
+
+def example_dataset(task, task_id, features, label_slots, teacher=None):
+    """One task's examples, unbatched, in the features' order.
+
+    Args:
+        task: the `Task`.
+        task_id: its index in the run.
+        features: its `Features`.
+        label_slots: the width of `teacher_logits` (largest label count).
+        teacher: None, or the teacher's outputs aligned with `features`:
+            logits [n, num_labels] for classification, scaled predictions
+            [n] for regression.
+    """
+    n = len(features)
+    ragged = lambda values: tf.RaggedTensor.from_row_lengths(
+        values, features.lengths.astype(np.int64))
+    label = np.zeros([n], np.int32)
+    target = np.zeros([n], np.float32)
+    if features.labels is not None:
+        if task.is_regression:
+            target = task.scale_label(features.labels).astype(np.float32)
+        else:
+            label = features.labels.astype(np.int32)
+    teacher_logits = np.zeros([n, label_slots], np.float32)
+    teacher_prediction = np.zeros([n], np.float32)
+    has_teacher = np.zeros([n], np.float32)
+    if teacher is not None:
+        teacher = np.asarray(teacher, np.float32)
+        if task.is_regression:
+            teacher_prediction = teacher.reshape([n])
+        else:
+            teacher_logits[:, :task.num_labels] = teacher
+        has_teacher[:] = 1.0
+    columns = {
+        "token_ids": ragged(features.token_ids),
+        "segment_ids": ragged(features.segment_ids),
+        "task_id": np.full([n], task_id, np.int32),
+        "eid": features.eids.astype(np.int32),
+        "label": label,
+        "target": target,
+        "teacher_logits": teacher_logits,
+        "teacher_prediction": teacher_prediction,
+        "has_teacher": has_teacher,
+        "is_real": np.ones([n], np.float32),
+    }
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
+    return dataset.map(_add_padding_mask)
+
+
+def _add_padding_mask(element):
+    element = dict(element)
+    element["padding_mask"] = tf.ones_like(element["token_ids"])
+    return element
+
+
+def _padded_shapes(element_spec, sequence_length):
+    return {key: ([sequence_length] if key in TOKEN_KEYS else spec.shape)
+            for key, spec in element_spec.items()}
+
+
+def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
+                  teachers=None, sequence_length=None, shuffle=True):
+    """The multi-task training stream: endless, shuffled, mixed, batched.
+
+    Args:
+        tasks: the run's `Task`s, in task-id order.
+        features: their training `Features`, same order.
+        batch_size: the global batch size.
+        seed: seeds shuffling and task sampling.
+        exponent: task sampling exponent (`task_sampling_probabilities`).
+        teachers: optional {task name: aligned teacher outputs}.
+        sequence_length: pad every batch to this length (static shapes, as
+            TPUs need); None pads each batch to its longest example.
+        shuffle: shuffle each task's examples (every pass anew).
+
+    Returns:
+        (dataset, probabilities): batches are always full
+        (`drop_remainder`), so shapes other than the length are static.
+    """
+    teachers = teachers or {}
+    slots = num_label_slots(tasks)
+    datasets = []
+    for task_id, (task, task_features) in enumerate(zip(tasks, features)):
+        ds = example_dataset(task, task_id, task_features, slots,
+                             teachers.get(task.name))
+        if shuffle:
+            ds = ds.shuffle(len(task_features), seed=seed + task_id,
+                            reshuffle_each_iteration=True)
+        datasets.append(ds.repeat())
+    probabilities = task_sampling_probabilities(
+        [len(f) for f in features], exponent)
+    if len(datasets) == 1:
+        mixed = datasets[0]
+    else:
+        mixed = tf.data.Dataset.sample_from_datasets(
+            datasets, weights=probabilities.tolist(), seed=seed)
+    mixed = mixed.padded_batch(
+        batch_size, padded_shapes=_padded_shapes(
+            mixed.element_spec, sequence_length), drop_remainder=True)
+    return mixed.prefetch(tf.data.AUTOTUNE), probabilities
+
+
+def eval_dataset(task, task_id, features, batch_size, label_slots,
+                 sequence_length=None, static_batches=False):
+    """Every example of one split exactly once, in order.
+
+    With `static_batches` the last batch is filled up with padding
+    examples (`is_real` = 0) so that every batch has `batch_size` rows, and
+    every sequence is padded to `sequence_length`: scoring drops the
+    padding by `is_real`.
+    """
+    ds = example_dataset(task, task_id, features, label_slots)
+    if static_batches:
+        if sequence_length is None:
+            raise ValueError("static_batches needs a sequence_length.")
+        pad = -len(features) % batch_size
+        if pad:
+            filler = {
+                key: (tf.zeros([pad, 1], spec.dtype)
+                      if key in ("token_ids", "segment_ids", "padding_mask")
+                      else tf.zeros([pad] + spec.shape.as_list(), spec.dtype))
+                for key, spec in ds.element_spec.items()}
+            ds = ds.concatenate(tf.data.Dataset.from_tensor_slices(filler))
+    ds = ds.padded_batch(
+        batch_size,
+        padded_shapes=_padded_shapes(ds.element_spec, sequence_length),
+        drop_remainder=static_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,76 @@
+"""Reads GLUE from TensorFlow Datasets (`--data_source=tfds`) into
+`Examples`, the same structure the TSV reader gives."""
+
+import numpy as np
+
+from bam_tf.data.examples import DataError
+from bam_tf.data.examples import Examples
+from bam_tf.tasks.glue import TFDS_LABEL_NAMES
+
+_DEFAULT_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+
+
+def tfds_source(task, split):
+    """(builder name, TFDS split) of a task's split."""
+    if task.tfds_name is None:
+        raise DataError(f"Task {task.name!r} has no TFDS source.")
+    name = task.tfds_splits.get(split, _DEFAULT_SPLITS.get(split))
+    if name is None:
+        raise DataError(
+            f"Task {task.name!r}: split {split!r} has no TFDS counterpart.")
+    if ":" in name:
+        return tuple(name.split(":", 1))
+    return task.tfds_name, name
+
+
+def read_tfds_split(task, split, data_dir=None):
+    """Reads one split through `tfds.load`. Example ids are TFDS's `idx`."""
+    import tensorflow_datasets as tfds  # heavy; only this source needs it
+
+    builder, tfds_split = tfds_source(task, split)
+    try:
+        dataset = tfds.load(builder, split=tfds_split, data_dir=data_dir,
+                            shuffle_files=False)
+    except Exception as e:  # no network, no prepared data, ...
+        raise DataError(
+            f"TFDS {builder}:{tfds_split} could not be loaded for task "
+            f"{task.name!r} ({type(e).__name__}: {e}). Prepare it with "
+            "`tfds build` where downloads work, or use the TSV files "
+            "(--data_source=tsv).") from e
+    keys = task.tfds_text_keys
+    rows = list(tfds.as_numpy(dataset))
+    if not rows:
+        raise DataError(f"TFDS {builder}:{tfds_split} is empty.")
+    rows.sort(key=lambda r: int(r["idx"]))
+    eids = np.asarray([int(r["idx"]) for r in rows], dtype=np.int64)
+    text_a = [r[keys[0]].decode("utf-8") for r in rows]
+    text_b = ([r[keys[1]].decode("utf-8") for r in rows]
+              if len(keys) > 1 else None)
+    labels = None
+    has_labels = task.splits[split].label is not None
+    if has_labels:
+        raw = np.asarray([r["label"] for r in rows])
+        where = f"TFDS {builder}:{tfds_split}"
+        if task.is_regression:
+            labels = raw.astype(np.float32)
+            lo, hi = task.regression_range
+            bad = np.nonzero(~((labels >= lo) & (labels <= hi)))[0]
+            if len(bad):
+                raise DataError(
+                    f"{where}, idx {eids[bad[0]]}: label {labels[bad[0]]} "
+                    f"is not in [{lo}, {hi}].")
+        else:
+            names = TFDS_LABEL_NAMES[task.name]
+            bad = np.nonzero((raw < 0) | (raw >= len(names)))[0]
+            if len(bad):
+                raise DataError(
+                    f"{where}, idx {eids[bad[0]]}: label {raw[bad[0]]} is "
+                    f"not one of 0..{len(names) - 1}.")
+            # TFDS's label order -> this task's label_list order.
+            mapping = np.asarray(
+                [task.label_list.index(n) for n in names], dtype=np.int32)
+            labels = mapping[raw]
+    return Examples(
+        task=task.name, split=split, eids=eids, text_a=text_a, text_b=text_b,
+        labels=labels, num_rows=int(eids.max()) + 1,
+        source=f"tfds:{builder}:{tfds_split}")

@@ -1,0 +1,133 @@
+"""Learning-rate schedule, layer depths and layer-wise AdamW."""
+
+import re
+
+import keras
+import tensorflow as tf
+
+# Keras 3 matches weight-decay exclusions against a variable's short name
+# (TRAPS.md 6): BERT's "LayerNorm" and "bias" patterns would match nothing.
+NO_DECAY_NAMES = ("gamma", "beta", "bias")
+
+_LAYER_RE = re.compile(r"(?:^|/)transformer_layer_(\d+)/")
+
+
+@keras.saving.register_keras_serializable(package="bam_tf")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then linear decay
+    to 0 at `total_steps` (BERT's schedule, kept continuous at the peak).
+
+    Example:
+    >>> schedule = WarmupLinearDecay(1e-4, total_steps=100, warmup_steps=10)
+    >>> float(schedule(5))   # half-way through warm-up
+    5e-05
+    """
+
+    def __init__(self, peak, total_steps, warmup_steps):
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = tf.cast(self.warmup_steps, tf.float32)
+        total = tf.cast(self.total_steps, tf.float32)
+        up = step / tf.maximum(warmup, 1.0)
+        down = (total - step) / tf.maximum(total - warmup, 1.0)
+        return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def layer_depth(path, num_layers, backbone_paths):
+    """Depth from the top: 0 for task heads, 1 for the pooler,
+    num_layers + 1 - i for transformer layer i (0-based), num_layers + 2
+    for the embeddings (the original: rate = lr * alpha^(L + 2 - depth from
+    the bottom))."""
+    if path not in backbone_paths:
+        return 0
+    if path.startswith("pooled_dense/") or "/pooled_dense/" in path:
+        return 1
+    match = _LAYER_RE.search(path)
+    if match:
+        return num_layers + 1 - int(match.group(1))
+    return num_layers + 2
+
+
+def layerwise_multipliers(model, backbone, lr_decay):
+    """{variable path: lr_decay ** depth} for every trainable variable."""
+    backbone_paths = {v.path for v in backbone.trainable_variables}
+    return {v.path: lr_decay ** layer_depth(
+        v.path, backbone.num_layers, backbone_paths)
+        for v in model.trainable_variables}
+
+
+@keras.saving.register_keras_serializable(package="bam_tf")
+class LayerwiseAdamW(keras.optimizers.Adam):
+    """Adam with decoupled weight decay and a learning-rate multiplier per
+    variable.
+
+    The multiplier scales the update (and the decay), not the gradient:
+    Adam divides gradient scale away, so scaling gradients would change
+    nothing.
+
+    Args:
+        lr_multipliers: {variable path: multiplier}; missing paths get 1.
+        weight_decay_rate: decoupled weight decay, applied as
+            `var -= lr * multiplier * rate * var` before the Adam step,
+            except on variables named in `NO_DECAY_NAMES`.
+        **kwargs: `keras.optimizers.Adam` arguments (learning_rate,
+            beta_1, beta_2, epsilon, global_clipnorm, ...).
+
+    Example:
+    >>> optimizer = LayerwiseAdamW(
+    ...     {"pooled_dense/kernel": 0.9}, weight_decay_rate=0.01,
+    ...     learning_rate=1e-4, epsilon=1e-6, global_clipnorm=1.0)
+    """
+
+    def __init__(self, lr_multipliers=None, weight_decay_rate=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+        self.weight_decay_rate = float(weight_decay_rate)
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._factors = [self.lr_multipliers.get(v.path, 1.0)
+                         for v in var_list]
+        self._decays = [
+            0.0 if v.path.split("/")[-1] in NO_DECAY_NAMES
+            else self.weight_decay_rate for v in var_list]
+
+    def variable_factor(self, variable):
+        return self._factors[self._get_variable_index(variable)]
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        lr = tf.cast(learning_rate, variable.dtype) * self._factors[index]
+        decay = self._decays[index]
+        if decay:
+            variable.assign_sub(variable * (lr * decay))
+        super().update_step(gradient, variable, lr)
+
+    def get_config(self):
+        config = super().get_config()
+        config["lr_multipliers"] = self.lr_multipliers
+        config["weight_decay_rate"] = self.weight_decay_rate
+        return config
+
+
+def build_optimizer(model, backbone, learning_rate, total_steps,
+                    warmup_proportion=0.1, weight_decay_rate=0.01,
+                    lr_decay=1.0, clip_norm=1.0):
+    """BAM's optimizer: AdamW (beta1 0.9, beta2 0.999, eps 1e-6), warm-up
+    then linear decay, global-norm clipping, layer-wise rates."""
+    schedule = WarmupLinearDecay(
+        learning_rate, total_steps, int(round(warmup_proportion * total_steps)))
+    return LayerwiseAdamW(
+        layerwise_multipliers(model, backbone, lr_decay),
+        weight_decay_rate=weight_decay_rate, learning_rate=schedule,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        global_clipnorm=clip_norm)

@@ -1,0 +1,162 @@
+"""The paper's recipes as sequences of runs: teachers, their targets,
+students, and a teacher-against-student table.
+
+Model names derive from one prefix, so recipes that share a step share its
+model folder (the single-task teachers of `single_to_multi` are the models of
+`single`), and a recipe run again skips every step that finished.
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+from bam_tf.config import PRESETS
+from bam_tf.config import RunConfig
+from bam_tf.config import model_dir
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.io_utils import atomic_write_text
+from bam_tf.run import train_and_evaluate
+
+RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
+           "multi_to_multi", "single_to_multi_to_single_to_multi")
+
+
+def _name(prefix, *parts):
+    return "-".join((prefix,) + parts)
+
+
+def plan(recipe, prefix, task_names):
+    """The runs of a recipe, in order: [(model_name, kind, tasks,
+    teachers)], kind "single" or "multi" (which preset it uses)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; one of {RECIPES}.")
+    singles = [(_name(prefix, t, "single"), "single", [t], {})
+               for t in task_names]
+    multi = (_name(prefix, "multi"), "multi", list(task_names), {})
+    s2m = (_name(prefix, "single-to-multi"), "multi", list(task_names),
+           {t: _name(prefix, t, "single") for t in task_names})
+    if recipe == "single":
+        return singles
+    if recipe == "multi":
+        return [multi]
+    if recipe == "single_to_single":
+        return singles + [
+            (_name(prefix, t, "single-to-single"), "single", [t],
+             {t: _name(prefix, t, "single")}) for t in task_names]
+    if recipe == "single_to_multi":
+        return singles + [s2m]
+    if recipe == "multi_to_multi":
+        return [multi, (_name(prefix, "multi-to-multi"), "multi",
+                        list(task_names),
+                        {t: multi[0] for t in task_names})]
+    # Paper 5: Single->Multi->Single->Multi (no significant gain).
+    round2 = [(_name(prefix, t, "s2m-to-single"), "single", [t],
+               {t: s2m[0]}) for t in task_names]
+    return singles + [s2m] + round2 + [
+        (_name(prefix, "s2m2s-to-multi"), "multi", list(task_names),
+         {t: _name(prefix, t, "s2m-to-single") for t in task_names})]
+
+
+def _finished(config):
+    """True when the folder holds this very configuration with all trials."""
+    mdir = model_dir(config)
+    try:
+        with open(os.path.join(mdir, "config.json"), encoding="utf-8") as f:
+            saved = json.load(f)
+        with open(os.path.join(mdir, "results.json"), encoding="utf-8") as f:
+            trials = json.load(f)["trials"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return saved == config.to_dict() and len(trials) >= config.num_trials
+
+
+def run_recipe(recipe, prefix, task_names, values, debug=False,
+               strategy=None, verbose=2):
+    """Runs every missing step of a recipe; returns the comparison table.
+
+    Args:
+        recipe: one of `RECIPES`.
+        prefix: model-name prefix.
+        task_names: the tasks.
+        values: configuration values set by the user (bam_dir, glue_dir,
+            pretrained_model, num_trials, ...); they override the presets.
+        debug: apply the debug preset (tiny encoder) over the paper's ones.
+    """
+    runs = plan(recipe, prefix, task_names)
+    configs = []
+    for name, kind, tasks, teachers in runs:
+        preset = "single_task" if kind == "single" else "multi_task"
+        config_values = {**PRESETS[preset],
+                         **(PRESETS["debug"] if debug else {}),
+                         **values, "model_name": name,
+                         "task_names": tasks,
+                         "distill": bool(teachers), "teachers": teachers}
+        configs.append(RunConfig.from_dict(config_values))
+    for config in configs:  # validate every step before the first trains
+        if _finished(config):
+            logging.info("%s: finished earlier; skipped.", config.model_name)
+            continue
+        logging.info("%s: training (%s).", config.model_name,
+                     ",".join(config.task_names))
+        train_and_evaluate(config, strategy, verbose=verbose)
+    table = comparison_table(configs)
+    base = os.path.join(values["bam_dir"], "comparisons",
+                        f"{prefix}_{recipe}")
+    atomic_write_json(base + ".json", table)
+    atomic_write_text(base + ".txt", format_table(table))
+    return table
+
+
+def _median_scores(config):
+    with open(os.path.join(model_dir(config), "results.json"),
+              encoding="utf-8") as f:
+        trials = json.load(f)["trials"]
+    scores = {}
+    for task in config.task_names:
+        scores[task] = float(np.median(
+            [t["metrics"][task]["score"] for t in trials]))
+    scores["avg"] = float(np.median([t["avg"] for t in trials]))
+    return scores, len(trials)
+
+
+def comparison_table(configs):
+    """{"models": [{"name", "n_trials", "scores": {task: median score}}],
+    "tasks": [...]}: every model of the recipe, teachers first."""
+    tasks = []
+    for config in configs:
+        tasks += [t for t in config.task_names if t not in tasks]
+    rows = []
+    for config in configs:
+        scores, n = _median_scores(config)
+        rows.append({"name": config.model_name, "n_trials": n,
+                     "scores": scores})
+    return {"tasks": tasks, "models": rows}
+
+
+def format_table(table):
+    """Medians over trials; single-task teachers fill one cell each, and a
+    row "single-task teachers" gathers them for comparison."""
+    columns = table["tasks"] + ["avg"]
+    width = max([len(r["name"]) for r in table["models"]] + [24])
+    lines = [f"{'model':<{width}} {'trials':>6} "
+             + " ".join(f"{c:>8}" for c in columns)]
+    singles = {}
+    for row in table["models"]:
+        cells = []
+        for c in columns:
+            value = row["scores"].get(c)
+            cells.append(f"{value:8.2f}" if value is not None else " " * 8)
+        lines.append(f"{row['name']:<{width}} {row['n_trials']:>6} "
+                     + " ".join(cells))
+        task_cols = [c for c in row["scores"] if c != "avg"]
+        if len(task_cols) == 1 and row["name"].endswith("-single"):
+            singles[task_cols[0]] = row["scores"][task_cols[0]]
+    if len(singles) == len(table["tasks"]) and len(singles) > 1:
+        avg = np.mean([v for t, v in singles.items() if t != "wnli"]
+                      or list(singles.values()))
+        cells = [f"{singles[t]:8.2f}" for t in table["tasks"]]
+        lines.append(f"{'single-task teachers':<{width}} {'':>6} "
+                     + " ".join(cells + [f"{avg:8.2f}"]))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,351 @@
+"""train_and_evaluate(config): one model folder, `num_trials` seeds, every
+output of the contract (BAM_SPEC.md section 3)."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from bam_tf import config as config_lib
+from bam_tf import encoders
+from bam_tf import outputs as outputs_lib
+from bam_tf import scoring
+from bam_tf.data import pipeline
+from bam_tf.data.examples import DataError
+from bam_tf.data.features import Featurizer
+from bam_tf.data.features import cached_features
+from bam_tf.data.loading import load_split
+from bam_tf.data.sampling import steps_per_epoch
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.io_utils import atomic_write_text
+from bam_tf.model import BamModel
+from bam_tf.optimization import build_optimizer
+from bam_tf.tasks import get_tasks
+from bam_tf.teachers import teacher_targets
+
+# Texts per task the debug vocabulary is learned from.
+_DEBUG_VOCAB_TEXTS = 2000
+
+
+class RunError(ValueError):
+    pass
+
+
+class RunData:
+    """Examples and features of every split a run needs, built once."""
+
+    def __init__(self, config, tasks):
+        self.config = config
+        self.tasks = tasks
+        gdir = config_lib.glue_dir(config)
+        load = lambda task, split, **kw: load_split(
+            task, split, gdir, config.data_source, **kw)
+        self.train_examples = [
+            load(t, "train", double_unordered=config.double_unordered,
+                 max_examples=config.max_train_examples) for t in tasks]
+        self.eval_examples = {}  # (task, split) -> Examples
+        for task in tasks:
+            for split in task.dev_splits:
+                self.eval_examples[(task.name, split)] = load(task, split)
+            for split in task.test_splits:
+                try:
+                    self.eval_examples[(task.name, split)] = load(task, split)
+                except DataError as e:
+                    logging.warning("No %s predictions for %s: %s",
+                                    split, task.name, e)
+        self.features = {}
+
+    def vocabulary_texts(self):
+        texts = []
+        for examples in self.train_examples:
+            texts += examples.text_a[:_DEBUG_VOCAB_TEXTS]
+            texts += (examples.text_b or [])[:_DEBUG_VOCAB_TEXTS]
+        return texts
+
+    def featurize(self, tokenizer):
+        featurizer = Featurizer(tokenizer, self.config.max_seq_length)
+        cache = (os.path.join(self.config.bam_dir, "cache", "features")
+                 if self.config.cache_features else None)
+        self.train_features = [cached_features(featurizer, e, cache)
+                               for e in self.train_examples]
+        self.eval_features = {key: cached_features(featurizer, e, cache)
+                              for key, e in self.eval_examples.items()}
+
+
+def _encoder(config, data, seed):
+    if config.debug:
+        return encoders.build_debug_encoder(
+            data.vocabulary_texts(), config.debug_vocab_size,
+            config.debug_hidden_size, config.debug_num_layers,
+            max_sequence_length=max(128, config.max_seq_length), seed=seed)
+    keras.utils.set_random_seed(seed)
+    return encoders.load_encoder(config.pretrained_model, config.bam_dir)
+
+
+def check_model_dir(config, overwrite=False):
+    """A model folder holds one configuration: a different one under the same
+    name is an error, never a silent mix."""
+    mdir = config_lib.model_dir(config)
+    path = os.path.join(mdir, "config.json")
+    if os.path.exists(path) and not overwrite:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        current = config.to_dict()
+        # More trials than before may be asked for; the rest must match.
+        differ = sorted(k for k in set(saved) | set(current)
+                        if k != "num_trials" and saved.get(k) != current.get(k))
+        if differ:
+            raise RunError(
+                f"{mdir} holds a run with another configuration (differs in "
+                f"{differ}); pick a new --model_name or pass --overwrite.")
+    if overwrite and os.path.isdir(mdir):
+        import shutil
+        shutil.rmtree(mdir)
+    os.makedirs(mdir, exist_ok=True)
+    atomic_write_json(path, config.to_dict())
+    return mdir
+
+
+def load_results(mdir):
+    path = os.path.join(mdir, "results.json")
+    if not os.path.exists(path):
+        return {"trials": []}
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+        results["trials"]  # noqa: B018  (shape check)
+        return results
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: unreadable results file ({e}).") from None
+
+
+def write_results(mdir, results):
+    atomic_write_json(os.path.join(mdir, "results.json"), results)
+    atomic_write_text(os.path.join(mdir, "results.txt"),
+                      format_results(results))
+
+
+def format_results(results):
+    lines = []
+    for trial in results["trials"]:
+        lines.append(f"trial {trial['trial']} (seed {trial['seed']}): "
+                     f"avg {trial['avg']:.2f}")
+        for task, metrics in sorted(trial["metrics"].items()):
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+                metrics.items()))
+            lines.append(f"  {task}: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+class _StopAtStep(keras.callbacks.Callback):
+    """Ends training at exactly `total_steps` (epochs may be fractional)."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
+            self.model.stop_training = True
+
+
+class _DevScores(keras.callbacks.Callback):
+    """Dev scores after every epoch, to the log and TensorBoard."""
+
+    def __init__(self, evaluate, log_dir):
+        super().__init__()
+        self.evaluate = evaluate
+        self.writer = tf.summary.create_file_writer(
+            os.path.join(log_dir, "dev"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores, avg = self.evaluate()
+        step = int(self.model.optimizer.iterations.numpy())
+        with self.writer.as_default():
+            for task, metrics in scores.items():
+                for name, value in metrics.items():
+                    tf.summary.scalar(f"dev/{task}/{name}", value, step=step)
+            tf.summary.scalar("dev/avg", avg, step=step)
+        self.writer.flush()
+        logging.info("epoch %d dev avg %.2f %s", epoch + 1, avg,
+                     {t: round(m["score"], 2) for t, m in scores.items()})
+
+
+def predict_split(model, task, task_id, features, config, label_slots):
+    """(eids, outputs) of one split: logits, or regression predictions on
+    the label scale; padding examples dropped."""
+    dataset = pipeline.eval_dataset(
+        task, task_id, features, config.eval_batch_size, label_slots,
+        sequence_length=(config.max_seq_length if config.pad_to_max_length
+                         else None),
+        static_batches=config.pad_to_max_length)
+    result = model.predict(dataset, verbose=0)
+    real = result["is_real"] > 0
+    outputs = np.asarray(result["outputs"][task.name])[real]
+    if task.is_regression:
+        outputs = task.unscale(outputs)
+    return result["eid"][real].astype(np.int64), outputs
+
+
+def evaluate(model, data, config):
+    """{task: metrics} over each task's dev split(s), and the average."""
+    slots = pipeline.num_label_slots(data.tasks)
+    scores = {}
+    for task_id, task in enumerate(data.tasks):
+        for i, split in enumerate(task.dev_splits):
+            features = data.eval_features[(task.name, split)]
+            eids, outputs = predict_split(model, task, task_id, features,
+                                          config, slots)
+            # Both sides sorted by example id line up row for row.
+            metrics = scoring.score_split(
+                task, features.labels[np.argsort(features.eids)],
+                outputs[np.argsort(eids)])
+            if i == 0:
+                scores[task.name] = metrics
+            else:  # MNLI mismatched: beside matched, not in the average
+                scores[task.name].update(
+                    {f"{k}_{split}": v for k, v in metrics.items()})
+    return scores, scoring.glue_average(scores, data.tasks)
+
+
+def _write_outputs(model, data, config, mdir, trial):
+    slots = pipeline.num_label_slots(data.tasks)
+    for task_id, task in enumerate(data.tasks):
+        splits = []
+        if trial <= config.n_writes_distill:
+            splits.append(("train", data.train_examples[task_id],
+                           data.train_features[task_id]))
+        if trial <= config.n_writes_test:
+            for split in task.dev_splits + task.test_splits:
+                if (task.name, split) in data.eval_features:
+                    splits.append((split, data.eval_examples[(task.name, split)],
+                                   data.eval_features[(task.name, split)]))
+        for split, examples, features in splits:
+            eids, outputs = predict_split(model, task, task_id, features,
+                                          config, slots)
+            outputs_lib.write_predictions(
+                outputs_lib.predictions_path(mdir, task.name, split, trial),
+                task, examples, eids, outputs)
+            if split in task.submission_files:
+                outputs_lib.write_glue_submission(
+                    os.path.join(mdir, "outputs", "glue", str(trial),
+                                 task.submission_files[split]),
+                    task, eids, outputs)
+
+
+def _init_from_model(model, config, backbone, build_batch):
+    """Table 3: start from another run's trained weights (backbone and the
+    heads of tasks both runs share)."""
+    source_dir = os.path.join(config.bam_dir, "models", config.init_from_model)
+    weights = os.path.join(source_dir, "checkpoints",
+                           f"trial_{config.init_from_trial}.weights.h5")
+    if not os.path.exists(weights):
+        raise RunError(f"--init_from_model: {weights} not found.")
+    source_config = config_lib.RunConfig.from_json(
+        os.path.join(source_dir, "config.json"))
+    source_tasks = get_tasks(source_config.task_names)
+    source = BamModel(
+        backbone.__class__.from_config(backbone.get_config()),
+        [(t.name, t.num_labels, t.is_regression) for t in source_tasks])
+    source(build_batch)
+    source.load_weights(weights)
+    model.backbone.set_weights(source.backbone.get_weights())
+    for name in model.heads:
+        if name in source.heads:
+            model.heads[name].set_weights(source.heads[name].get_weights())
+
+
+def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2):
+    """Trains and scores `config.num_trials` models; writes the model folder.
+
+    Finished trials (in results.json) are kept, not redone.
+
+    Returns:
+        The results dict, as written to results.json.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    tasks = get_tasks(config.task_names)
+    mdir = check_model_dir(config, overwrite)
+    data = RunData(config, tasks)
+    results = load_results(mdir)
+    done = {t["trial"] for t in results["trials"]}
+    for trial in range(1, config.num_trials + 1):
+        if trial in done:
+            logging.info("trial %d already finished; kept.", trial)
+            continue
+        seed = config.seed + trial - 1
+        record = _run_trial(config, data, mdir, trial, seed, strategy,
+                            verbose)
+        results["trials"] = sorted(results["trials"] + [record],
+                                   key=lambda t: t["trial"])
+        write_results(mdir, results)
+    return results
+
+
+def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
+    keras.utils.set_random_seed(seed)
+    encoder = _encoder(config, data, seed)
+    if config.max_seq_length > encoder.position_limit:
+        raise RunError(
+            f"max_seq_length {config.max_seq_length} exceeds the encoder's "
+            f"position limit {encoder.position_limit} ({encoder.source}).")
+    if not hasattr(data, "train_features"):
+        data.featurize(encoder.tokenizer)
+    teachers = {}
+    if config.distill:
+        for task_id, task in enumerate(data.tasks):
+            if task.name in dict(config.teachers):
+                teachers[task.name] = teacher_targets(
+                    config.bam_dir, dict(config.teachers)[task.name], task,
+                    data.train_examples[task_id], config.teacher_trials)
+    train_ds, probabilities = pipeline.train_dataset(
+        data.tasks, data.train_features, config.train_batch_size, seed,
+        config.task_weight_exponent, teachers,
+        sequence_length=(config.max_seq_length if config.pad_to_max_length
+                         else None))
+    epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
+                                  config.train_batch_size)
+    total_steps = max(1, int(config.num_train_epochs * epoch_steps))
+    logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s",
+                 trial, seed, total_steps, epoch_steps,
+                 dict(zip(config.task_names, np.round(probabilities, 4))))
+    with strategy.scope():
+        model = BamModel(
+            encoder.backbone,
+            [(t.name, t.num_labels, t.is_regression) for t in data.tasks],
+            dropout_rate=config.dropout_rate, total_steps=total_steps,
+            distill=config.distill,
+            teacher_annealing=config.teacher_annealing,
+            distill_weight=config.distill_weight,
+            distill_temperature=config.distill_temperature,
+            global_batch_size=config.train_batch_size)
+        build_batch = next(iter(train_ds))
+        model(build_batch)
+        if config.init_from_model:
+            _init_from_model(model, config, encoder.backbone, build_batch)
+        model.compile(
+            optimizer=build_optimizer(
+                model, encoder.backbone, config.learning_rate, total_steps,
+                config.warmup_proportion, config.weight_decay_rate,
+                config.lr_decay, config.clip_norm),
+            steps_per_execution=config.steps_per_execution)
+    log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
+    callbacks = [_StopAtStep(total_steps),
+                 keras.callbacks.TensorBoard(log_dir, update_freq=10)]
+    if config.eval_each_epoch:
+        callbacks.append(_DevScores(
+            lambda: evaluate(model, data, config), log_dir))
+    model.fit(train_ds, epochs=math.ceil(total_steps / epoch_steps),
+              steps_per_epoch=min(epoch_steps, total_steps),
+              callbacks=callbacks, verbose=verbose)
+    os.makedirs(os.path.join(mdir, "checkpoints"), exist_ok=True)
+    model.save_weights(os.path.join(mdir, "checkpoints",
+                                    f"trial_{trial}.weights.h5"))
+    scores, avg = evaluate(model, data, config)
+    _write_outputs(model, data, config, mdir, trial)
+    logging.info("trial %d: avg %.2f %s", trial, avg, scores)
+    return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg}

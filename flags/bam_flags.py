@@ -1,0 +1,81 @@
+"""absl flags: one per `RunConfig` field (names follow the original BAM's
+config fields), plus run-time choices. Every flag is optional; a flag the
+user did not set leaves the configuration's default, or the named preset's
+value, in place."""
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from bam_tf.config import PRESETS
+from bam_tf.config import RunConfig
+from bam_tf.distribute import STRATEGIES
+
+_HELP = {
+    "model_name": "Folder under BAM_DIR/models for this run's outputs.",
+    "bam_dir": "Root folder (glue_data/, pretrained_models/, models/).",
+    "task_names": "Comma-separated tasks, e.g. rte,mrpc,sts.",
+    "glue_dir": "GLUE folder; default BAM_DIR/glue_data.",
+    "data_source": "tsv (GLUE files) or tfds (TensorFlow Datasets glue/*).",
+    "pretrained_model": "keras-hub preset, local folder (keras-hub, Hugging "
+                        "Face or TF1 BERT checkpoint) or a name under "
+                        "BAM_DIR/pretrained_models.",
+    "debug": "Tiny random encoder (the original's debug mode).",
+    "teachers": "task:teacher_model,... (with --distill).",
+    "teacher_trials": "Teacher trial(s) whose targets to use; several give "
+                      "an ensemble (mean).",
+    "distill_weight": "Teacher weight (1 - lambda) without annealing.",
+    "lr_decay": "Layer-wise learning-rate decay alpha.",
+    "task_weight_exponent": "Sample tasks in proportion to |D|^exponent.",
+    "max_train_examples": "Train on the first N examples of each task.",
+    "pad_to_max_length": "Pad every batch to max_seq_length (static shapes, "
+                         "TPU).",
+}
+
+
+def _flag_type(field):
+    kind = field.type
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+        kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
+    return kind
+
+
+def define_flags():
+    for field in dataclasses.fields(RunConfig):
+        kind = _flag_type(field)
+        help_text = _HELP.get(field.name, field.name.replace("_", " ") + ".")
+        if kind is bool:
+            flags.DEFINE_boolean(field.name, None, help_text)
+        elif kind is int:
+            flags.DEFINE_integer(field.name, None, help_text)
+        elif kind is float:
+            flags.DEFINE_float(field.name, None, help_text)
+        else:  # str and the comma-separated tuple fields
+            flags.DEFINE_string(field.name, None, help_text)
+    flags.DEFINE_enum("preset", None, sorted(PRESETS),
+                      "Named hyperparameter preset, applied under any flag "
+                      "given explicitly.")
+    flags.DEFINE_boolean("overwrite", False,
+                         "Delete the model folder and start afresh.")
+    flags.DEFINE_enum("strategy", "default", STRATEGIES,
+                      "Hardware: one device, local GPUs, multi-worker "
+                      "(TF_CONFIG) or TPU.")
+    flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+
+
+def config_values(flag_values=None, presets=()):
+    """The configuration dict from the named presets, then the flags the
+    user set (a flagfile counts as set)."""
+    flag_values = flag_values or flags.FLAGS
+    values = {}
+    names = list(presets)
+    if flag_values["preset"].value:
+        names.append(flag_values["preset"].value)
+    for name in names:
+        values.update(PRESETS[name])
+    for field in dataclasses.fields(RunConfig):
+        flag = flag_values[field.name]
+        if flag.present or flag.value is not None:
+            values[field.name] = flag.value
+    return values

@@ -1,0 +1,39 @@
+r"""Trains and evaluates a single-task or multi-task model (or a student).
+
+    python scripts/run_classifier.py --model_name=rte-model --bam_dir=DIR \
+        --task_names=rte --flagfile=flags/single_task.cfg --debug
+"""
+
+import sys
+
+import _bootstrap  # noqa: F401
+from absl import app
+from absl import flags
+from absl import logging
+
+from bam_tf.config import RunConfig
+from bam_tf.distribute import get_strategy
+from bam_tf.errors import USER_ERRORS
+from bam_tf.run import train_and_evaluate
+from flags import bam_flags
+
+bam_flags.define_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = RunConfig.from_dict(bam_flags.config_values())
+        results = train_and_evaluate(
+            config, get_strategy(FLAGS.strategy, FLAGS.tpu),
+            overwrite=FLAGS.overwrite, verbose="auto")
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+    for trial in results["trials"]:
+        logging.info("trial %d: avg %.2f", trial["trial"], trial["avg"])
+
+
+if __name__ == "__main__":
+    app.run(main)
