@@ -32,7 +32,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         step = tf.cast(step, tf.float32)
         warmup = tf.cast(self.warmup_steps, tf.float32)
         total = tf.cast(self.total_steps, tf.float32)
-        up = step / tf.maximum(warmup, 1.0)
+        up = step / warmup if self.warmup_steps > 0 else tf.ones_like(step)
         down = (total - step) / tf.maximum(total - warmup, 1.0)
         return self.peak * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
 

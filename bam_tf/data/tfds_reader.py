@@ -43,6 +43,11 @@ def read_tfds_split(task, split, data_dir=None):
         raise DataError(f"TFDS {builder}:{tfds_split} is empty.")
     rows.sort(key=lambda r: int(r["idx"]))
     eids = np.asarray([int(r["idx"]) for r in rows], dtype=np.int64)
+    repeated = eids[1:][eids[1:] == eids[:-1]]
+    if len(repeated):
+        raise DataError(
+            f"TFDS {builder}:{tfds_split}: idx {int(repeated[0])} occurs "
+            "more than once; example ids must be unique.")
     text_a = [r[keys[0]].decode("utf-8") for r in rows]
     text_b = ([r[keys[1]].decode("utf-8") for r in rows]
               if len(keys) > 1 else None)

@@ -49,7 +49,7 @@ def read_tsv_split(task, split, glue_dir):
     if lines and lines[-1] == b"":
         lines.pop()  # a final newline ends the last row; it is no row
     first_row_line = 2 if fmt.header else 1
-    if len(lines) < first_row_line:
+    if not lines:
         raise DataError(
             f"{path}: the file is empty; expected "
             f"{'a header and ' if fmt.header else ''}rows of "

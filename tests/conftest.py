@@ -1,0 +1,143 @@
+"""Shared fixtures: tiny GLUE-format data, tiny vocabularies and encoders.
+
+TensorFlow is imported once per session; two logical CPU devices are made
+before anything initialises it, so distribution tests can use
+MirroredStrategy.
+"""
+
+import os
+import random
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_GLUE = os.path.join(os.path.dirname(REPO), "shared", "glue_data")
+
+WORDS = ("the cat dog sat ran on a mat big small red blue house tree man "
+         "woman saw ate fish bird sky green old new good bad").split()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-large", action="store_true",
+                     help="run tests marked large (downloads, long runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-large"):
+        return
+    skip = pytest.mark.skip(reason="large; opt in with --run-large")
+    for item in items:
+        if "large" in item.keywords:
+            item.add_marker(skip)
+
+
+def _sentence(rng, n=None):
+    return " ".join(rng.choice(WORDS) for _ in range(n or rng.randint(3, 8)))
+
+
+def write_tsv(path, header, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        if header is not None:
+            f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(str(x) for x in row) + "\n")
+
+
+def make_tiny_glue(root, n_train=64, n_dev=24, n_test=10, seed=0):
+    """Learnable GLUE-format tasks in their real layouts.
+
+    rte: entailment iff text b contains "yes"; mrpc: 1 iff text a contains
+    "same"; sts: score = 5 if text b contains "match" else 1 (plus a little
+    noise); cola (header-less train/dev): 1 iff the sentence contains "ok".
+    """
+    rng = random.Random(seed)
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        rows_rte, rows_mrpc, rows_sts, rows_cola = [], [], [], []
+        for i in range(n):
+            label = i % 2
+            a, b = _sentence(rng), _sentence(rng)
+            rows_rte.append([i, a, b + (" yes" if label else " no"),
+                             "entailment" if label else "not_entailment"])
+            rows_mrpc.append([label, 1000 + i, 2000 + i,
+                              a + (" same" if label else " other"), b])
+            score = (5.0 if label else 1.0) - rng.random() * 0.5
+            rows_sts.append([i, "main", "f", "2012", i, "s", "s", a,
+                             b + (" match" if label else " miss"),
+                             f"{score:.3f}"])
+            rows_cola.append(["src", label, "",
+                              a + (" ok" if label else " bad")])
+        if split == "test":
+            write_tsv(f"{root}/RTE/test.tsv",
+                      ["index", "sentence1", "sentence2"],
+                      [r[:3] for r in rows_rte])
+            write_tsv(f"{root}/MRPC/test.tsv",
+                      ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+                      [[i] + r[1:] for i, r in enumerate(rows_mrpc)])
+            write_tsv(f"{root}/STS-B/test.tsv",
+                      ["index", "genre", "filename", "year", "old_index",
+                       "source1", "source2", "sentence1", "sentence2"],
+                      [r[:9] for r in rows_sts])
+            write_tsv(f"{root}/CoLA/test.tsv", ["index", "sentence"],
+                      [[i, r[3]] for i, r in enumerate(rows_cola)])
+            continue
+        write_tsv(f"{root}/RTE/{split}.tsv",
+                  ["index", "sentence1", "sentence2", "label"], rows_rte)
+        write_tsv(f"{root}/MRPC/{split}.tsv",
+                  ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+                  rows_mrpc)
+        write_tsv(f"{root}/STS-B/{split}.tsv",
+                  ["index", "genre", "filename", "year", "old_index",
+                   "source1", "source2", "sentence1", "sentence2", "score"],
+                  rows_sts)
+        write_tsv(f"{root}/CoLA/{split}.tsv", None, rows_cola)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_glue(tmp_path_factory):
+    return make_tiny_glue(str(tmp_path_factory.mktemp("glue")))
+
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c",
+              "d", "e", "##s", "the", "cat", "sat", "dog", "ran", "."]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    import keras_hub
+    return keras_hub.models.BertTokenizer(vocabulary=TINY_VOCAB,
+                                          lowercase=True)
+
+
+def tiny_backbone(vocabulary_size=len(TINY_VOCAB), hidden=32, layers=2,
+                  max_sequence_length=64, seed=0, dropout=0.1):
+    import keras
+    import keras_hub
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary_size, num_layers=layers, num_heads=2,
+        hidden_dim=hidden, intermediate_dim=2 * hidden,
+        max_sequence_length=max_sequence_length, dropout=dropout)
+
+
+def debug_config(bam_dir, glue_dir, model_name, task_names, **overrides):
+    """A fast tiny-encoder configuration for end-to-end tests."""
+    from bam_tf.config import PRESETS
+    from bam_tf.config import RunConfig
+    values = {**PRESETS["debug"], "model_name": model_name,
+              "bam_dir": str(bam_dir), "glue_dir": glue_dir,
+              "task_names": list(task_names), "max_seq_length": 32,
+              "debug_hidden_size": 32, "debug_vocab_size": 200,
+              "max_train_examples": None, "train_batch_size": 16,
+              "num_train_epochs": 3.0, "learning_rate": 3e-3,
+              "eval_each_epoch": False}
+    values.update(overrides)
+    return RunConfig.from_dict(values)

@@ -1,0 +1,88 @@
+import json
+import os
+
+import pytest
+
+from bam_tf.config import PRESETS
+from bam_tf.config import ConfigError
+from bam_tf.config import RunConfig
+from bam_tf.config import parse_teachers
+
+from conftest import REPO
+
+BASE = {"model_name": "m", "bam_dir": "/tmp/b", "task_names": "rte,mrpc",
+        "debug": True}
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match=r"Unknown configuration keys \['lr'\]"):
+        RunConfig.from_dict({**BASE, "lr": 1e-4})
+
+
+def test_json_round_trip_and_frozen(tmp_path):
+    config = RunConfig.from_dict(
+        {**BASE, "distill": True, "teachers": "rte:t1,mrpc:t2",
+         "teacher_trials": "1,2"})
+    assert config.task_names == ("rte", "mrpc")
+    assert dict(config.teachers) == {"rte": "t1", "mrpc": "t2"}
+    assert config.teacher_trials == (1, 2)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert RunConfig.from_json(str(path)) == config
+    with pytest.raises(Exception):
+        config.learning_rate = 1.0
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"debug": False}, "Give --pretrained_model"),
+    ({"pretrained_model": "x"}, "contradicts"),
+    ({"teachers": "rte:t"}, "without --distill"),
+    ({"distill": True}, "needs --teachers"),
+    ({"distill": True, "teachers": "qqp:t"}, "not in --task_names"),
+    ({"distill": True, "teachers": "rte:m"}, "its own teacher"),
+    ({"task_names": "rte,rte"}, "duplicates"),
+    ({"lr_decay": 0.0}, "lr_decay"),
+    ({"data_source": "csv"}, "data_source"),
+])
+def test_contradictory_values_are_errors(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_dict({**BASE, **changes})
+
+
+def test_teacher_parsing_errors():
+    with pytest.raises(ConfigError, match="task:model"):
+        parse_teachers("rte")
+    with pytest.raises(ConfigError, match="twice"):
+        parse_teachers("rte:a,rte:b")
+
+
+def _flagfile_values(name):
+    values = {}
+    with open(os.path.join(REPO, "flags", name + ".cfg")) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, _, value = line[2:].partition("=")
+            values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_flagfiles_match_named_presets(name):
+    values = _flagfile_values(name)
+    preset = PRESETS[name]
+    assert set(values) == set(preset)
+    for key, value in preset.items():
+        if isinstance(value, bool):
+            assert values[key] == ""  # --debug
+        else:
+            assert type(value)(values[key]) == value, key
+
+
+def test_paper_hyperparameters():
+    assert PRESETS["single_task"]["train_batch_size"] == 32
+    assert PRESETS["single_task"]["learning_rate"] == 5e-5
+    assert PRESETS["multi_task"]["train_batch_size"] == 128
+    assert PRESETS["multi_task"]["num_train_epochs"] == 6.0
+    assert PRESETS["multi_task"]["lr_decay"] == 0.9

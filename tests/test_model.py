@@ -1,0 +1,95 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bam_tf.data import pipeline
+from bam_tf.model import BamModel
+from bam_tf.optimization import build_optimizer
+from bam_tf.tasks import get_task
+
+from conftest import tiny_backbone
+from test_pipeline import fake_features
+
+TASKS = [get_task("rte"), get_task("sts")]
+SPECS = [(t.name, t.num_labels, t.is_regression) for t in TASKS]
+
+
+def _dataset(batch_size=8, seed=0):
+    features = [fake_features(t, 16) for t in TASKS]
+    ds, _ = pipeline.train_dataset(TASKS, features, batch_size, seed,
+                                   sequence_length=12)
+    return ds
+
+
+def _model(seed=0, total_steps=20, **kwargs):
+    model = BamModel(tiny_backbone(vocabulary_size=60, seed=seed), SPECS,
+                     total_steps=total_steps, global_batch_size=8, **kwargs)
+    model(next(iter(_dataset())))
+    return model
+
+
+def test_outputs_and_named_heads():
+    model = _model()
+    out = model(next(iter(_dataset())))
+    assert out["rte"].shape == (8, 2) and out["sts"].shape == (8,)
+    assert np.all((out["sts"].numpy() > 0) & (out["sts"].numpy() < 1))
+    names = {layer.name for layer in model.layers}
+    assert {"rte_head", "sts_head", "rte_dropout", "sts_dropout"} <= names
+
+
+def test_config_json_round_trip_and_save_load(tmp_path):
+    model = _model(distill=True, distill_temperature=2.0)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = BamModel.from_config(config)
+    assert clone.get_config() == model.get_config()
+    batch = next(iter(_dataset()))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for name in ("rte", "sts"):
+        np.testing.assert_allclose(loaded(batch)[name], model(batch)[name],
+                                   atol=1e-6)
+
+
+def test_fit_lowers_the_loss_and_logs_lambda():
+    model = _model(distill=True, total_steps=40)
+    ds = _dataset()
+    model.compile(optimizer=build_optimizer(model, model.backbone, 3e-3, 40,
+                                            lr_decay=0.9))
+    history = model.fit(ds, epochs=4, steps_per_epoch=10, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0], losses
+    assert set(history.history) >= {"loss_rte", "loss_sts", "lambda",
+                                    "learning_rate"}
+    # Annealing: lambda is step / total_steps at the last logged step.
+    assert history.history["lambda"][-1] == pytest.approx(39 / 40)
+
+
+def _one_step(strategy, batch):
+    with strategy.scope():
+        model = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
+                                       dropout=0.0), SPECS,
+                         total_steps=10, global_batch_size=8,
+                         dropout_rate=0.0)
+        model(batch)
+        model.compile(optimizer=build_optimizer(
+            model, model.backbone, 1e-3, 10, warmup_proportion=0.0,
+            lr_decay=0.9))
+    ds = tf.data.Dataset.from_tensors(batch).repeat()
+    history = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
+    return history.history["loss"][-1], [v.numpy() for v in model.weights]
+
+
+def test_mirrored_two_replicas_match_one_device():
+    batch = next(iter(_dataset()))
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) == 2
+    mirrored = tf.distribute.MirroredStrategy([d.name for d in devices])
+    loss_1, weights_1 = _one_step(tf.distribute.get_strategy(), batch)
+    loss_2, weights_2 = _one_step(mirrored, batch)
+    assert loss_2 == pytest.approx(loss_1, abs=1e-5)
+    for a, b in zip(weights_1, weights_2):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from bam_tf.data.examples import Examples
+from bam_tf.data.features import Features
+from bam_tf.data import pipeline
+from bam_tf.data.sampling import steps_per_epoch
+from bam_tf.data.sampling import task_sampling_probabilities
+from bam_tf.tasks import get_task
+
+RTE, STS, MRPC = get_task("rte"), get_task("sts"), get_task("mrpc")
+
+
+def fake_features(task, n, length=5, labels=None):
+    lengths = np.array([length + i % 3 for i in range(n)], np.int32)
+    total = int(lengths.sum())
+    if labels is None:
+        labels = (np.linspace(0, 5, n).astype(np.float32)
+                  if task.is_regression else np.arange(n, dtype=np.int32) % 2)
+    return Features(task=task.name, split="train",
+                    eids=np.arange(n, dtype=np.int64), labels=labels,
+                    token_ids=np.arange(total, dtype=np.int32) % 50 + 5,
+                    segment_ids=np.zeros(total, np.int32), lengths=lengths,
+                    full_lengths=lengths)
+
+
+def test_probabilities_by_hand():
+    sizes = [100, 400, 900]
+    np.testing.assert_allclose(
+        task_sampling_probabilities(sizes, 1.0), [1 / 14, 4 / 14, 9 / 14])
+    np.testing.assert_allclose(
+        task_sampling_probabilities(sizes, 0.0), [1 / 3] * 3)
+    np.testing.assert_allclose(
+        task_sampling_probabilities(sizes, 0.5), [10 / 60, 20 / 60, 30 / 60])
+    w = np.array([100 ** 0.75, 400 ** 0.75, 900 ** 0.75])
+    np.testing.assert_allclose(
+        task_sampling_probabilities(sizes, 0.75), w / w.sum())
+    assert steps_per_epoch(sizes, 128) == 1400 // 128
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.75, 1.0])
+def test_drawn_task_frequencies_match(exponent):
+    tasks = [RTE, STS, MRPC]
+    sizes = [30, 120, 480]
+    features = [fake_features(t, n) for t, n in zip(tasks, sizes)]
+    ds, probabilities = pipeline.train_dataset(
+        tasks, features, batch_size=100, seed=3, exponent=exponent)
+    counts = np.zeros(3)
+    for batch in ds.take(40):  # 4000 examples
+        counts += np.bincount(batch["task_id"].numpy(), minlength=3)
+    expected = task_sampling_probabilities(sizes, exponent)
+    np.testing.assert_allclose(probabilities, expected)
+    # Pearson's chi-squared test at a strict level: sampling error only.
+    p = stats.chisquare(counts, expected * counts.sum()).pvalue
+    assert p > 1e-3, (counts, expected * counts.sum())
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.03)
+
+
+def test_same_element_structure_and_teacher_slots():
+    features = [fake_features(RTE, 6), fake_features(STS, 6)]
+    teachers = {"rte": np.arange(12, dtype=np.float32).reshape(6, 2),
+                "sts": np.full(6, 0.25, np.float32)}
+    a = pipeline.example_dataset(RTE, 0, features[0], 2, teachers["rte"])
+    b = pipeline.example_dataset(STS, 1, features[1], 2)
+    assert a.element_spec == b.element_spec
+    first = next(iter(a))
+    assert first["teacher_logits"].numpy().tolist() == [0.0, 1.0]
+    assert first["has_teacher"].numpy() == 1.0
+    assert first["padding_mask"].dtype.name == "int32"
+    sts = list(b.as_numpy_iterator())
+    assert sts[-1]["target"] == pytest.approx(1.0)  # 5.0 scaled
+    assert sts[0]["has_teacher"] == 0.0
+
+
+def test_dynamic_and_static_padding():
+    features = [fake_features(RTE, 10, length=4)]
+    ds, _ = pipeline.train_dataset([RTE], features, batch_size=4, seed=0)
+    assert ds.element_spec["token_ids"].shape.as_list() == [4, None]
+    batch = next(iter(ds))
+    assert batch["token_ids"].shape[1] <= 6
+    ds, _ = pipeline.train_dataset([RTE], features, batch_size=4, seed=0,
+                                   sequence_length=16)
+    assert ds.element_spec["token_ids"].shape.as_list() == [4, 16]
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_eval_yields_every_example_once(static):
+    features = fake_features(STS, 11)
+    ds = pipeline.eval_dataset(STS, 0, features, 4, 2, sequence_length=16,
+                               static_batches=static)
+    eids, real, sizes = [], [], []
+    for batch in ds.as_numpy_iterator():
+        eids += batch["eid"].tolist()
+        real += batch["is_real"].tolist()
+        sizes.append(len(batch["eid"]))
+    kept = [e for e, r in zip(eids, real) if r]
+    assert kept == list(range(11))
+    if static:
+        assert sizes == [4, 4, 4] and real.count(0.0) == 1
+        assert all(s.shape.is_fully_defined() for s in ds.element_spec.values())
+    else:
+        assert sizes == [4, 4, 3] and 0.0 not in real

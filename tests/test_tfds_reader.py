@@ -1,0 +1,56 @@
+"""TFDS as a second source, offline through tfds.testing.mock_data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from bam_tf.data.examples import DataError
+from bam_tf.data.loading import load_split
+from bam_tf.tasks import get_task
+
+
+def _fake_glue(idx, labels, keys=("sentence1", "sentence2")):
+    def as_dataset(self, split, *args, **kwargs):
+        n = len(idx)
+        element = {"idx": tf.constant(idx, tf.int32),
+                   "label": tf.constant(labels)}
+        for k in keys:
+            element[k] = tf.constant([f"{k} {i} {split}" for i in idx])
+        return tf.data.Dataset.from_tensor_slices(element).take(n)
+    return as_dataset
+
+
+def test_random_mock_data_loads():
+    with tfds.testing.mock_data(num_examples=8):
+        examples = load_split(get_task("rte"), "dev", data_source="tfds")
+    assert len(examples) == 8 and examples.labels.dtype == np.int32
+
+
+def test_ids_labels_and_doubling_from_tfds():
+    # TFDS's MNLI order is entailment, neutral, contradiction; the task's
+    # label_list (the original's) is contradiction, entailment, neutral.
+    with tfds.testing.mock_data(as_dataset_fn=_fake_glue(
+            [2, 0, 1], [0, 1, 2], ("premise", "hypothesis"))):
+        mnli = load_split(get_task("mnli"), "dev_mismatched",
+                          data_source="tfds")
+    assert mnli.eids.tolist() == [0, 1, 2]  # sorted by idx
+    assert [get_task("mnli").label_list[i] for i in mnli.labels] == [
+        "neutral", "contradiction", "entailment"]
+    assert mnli.text_a[0] == "premise 0 validation_mismatched"
+
+    with tfds.testing.mock_data(as_dataset_fn=_fake_glue(
+            [0, 1], [4.0, 0.5])):
+        sts = load_split(get_task("sts"), "train", data_source="tfds")
+    assert sts.eids.tolist() == [0, 1, 2, 3]
+    assert sts.labels.tolist() == [4.0, 0.5, 4.0, 0.5]
+    assert sts.text_a[2] == sts.text_b[0]
+
+
+def test_repeated_ids_and_bad_labels_are_errors():
+    with tfds.testing.mock_data(as_dataset_fn=_fake_glue([0, 0], [0, 1])):
+        with pytest.raises(DataError, match="idx 0 occurs more than once"):
+            load_split(get_task("rte"), "train", data_source="tfds")
+    with tfds.testing.mock_data(as_dataset_fn=_fake_glue([0, 1], [0, 5])):
+        with pytest.raises(DataError, match=r"idx 1: label 5 is not one"):
+            load_split(get_task("rte"), "train", data_source="tfds")
