@@ -127,13 +127,16 @@ def load_encoder(pretrained_model, bam_dir=None):
 
 
 def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
-                        num_layers=2, max_sequence_length=128, seed=1):
-    """A tiny random BERT and a WordPiece vocabulary learned from `texts`.
+                        num_layers=2, max_sequence_length=128, seed=1,
+                        vocabulary=None):
+    """A tiny random BERT and a WordPiece vocabulary learned from `texts`
+    (or the given `vocabulary`, e.g. the one of a run it continues).
 
     The vocabulary is computed from the given texts only, so the same data
     gives the same vocabulary (and the feature cache stays valid).
     """
-    vocab = debug_vocabulary(texts, vocabulary_size)
+    vocab = list(vocabulary) if vocabulary else debug_vocabulary(
+        texts, vocabulary_size)
     tokenizer = keras_hub.models.BertTokenizer(
         vocabulary=vocab, lowercase=True)
     keras.utils.set_random_seed(seed)

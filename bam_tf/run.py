@@ -14,6 +14,8 @@ from bam_tf import config as config_lib
 from bam_tf import encoders
 from bam_tf import outputs as outputs_lib
 from bam_tf import scoring
+from bam_tf.callbacks import StopAtStep
+from bam_tf.callbacks import TensorBoardLogger
 from bam_tf.data import pipeline
 from bam_tf.data.examples import DataError
 from bam_tf.data.features import Featurizer
@@ -76,12 +78,45 @@ class RunData:
                               for key, e in self.eval_examples.items()}
 
 
+# Fields that decide the encoder's architecture and vocabulary.
+_ENCODER_FIELDS = ("pretrained_model", "debug", "debug_hidden_size",
+                   "debug_num_layers", "debug_vocab_size")
+
+
+def _source_dir(config):
+    return os.path.join(config.bam_dir, "models", config.init_from_model)
+
+
+def _check_init_source(config):
+    """A run continued from another one needs its very encoder."""
+    source_dir = _source_dir(config)
+    path = os.path.join(source_dir, "config.json")
+    if not os.path.exists(path):
+        raise RunError(f"--init_from_model: {path} not found.")
+    source = config_lib.RunConfig.from_json(path)
+    differ = [f for f in _ENCODER_FIELDS
+              if getattr(source, f) != getattr(config, f)]
+    if differ:
+        raise RunError(
+            f"--init_from_model={config.init_from_model}: its encoder "
+            f"differs in {differ}; fine-tuning needs the same encoder.")
+    return source
+
+
 def _encoder(config, data, seed):
     if config.debug:
+        vocabulary = None
+        if config.init_from_model:
+            # The debug vocabulary is learned from the data: take the one
+            # the source model was trained with.
+            with open(os.path.join(_source_dir(config), "vocab.txt"),
+                      encoding="utf-8") as f:
+                vocabulary = f.read().splitlines()
         return encoders.build_debug_encoder(
             data.vocabulary_texts(), config.debug_vocab_size,
             config.debug_hidden_size, config.debug_num_layers,
-            max_sequence_length=max(128, config.max_seq_length), seed=seed)
+            max_sequence_length=max(128, config.max_seq_length), seed=seed,
+            vocabulary=vocabulary)
     keras.utils.set_random_seed(seed)
     return encoders.load_encoder(config.pretrained_model, config.bam_dir)
 
@@ -139,40 +174,6 @@ def format_results(results):
                 metrics.items()))
             lines.append(f"  {task}: {shown}")
     return "\n".join(lines) + "\n"
-
-
-class _StopAtStep(keras.callbacks.Callback):
-    """Ends training at exactly `total_steps` (epochs may be fractional)."""
-
-    def __init__(self, total_steps):
-        super().__init__()
-        self.total_steps = total_steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
-            self.model.stop_training = True
-
-
-class _DevScores(keras.callbacks.Callback):
-    """Dev scores after every epoch, to the log and TensorBoard."""
-
-    def __init__(self, evaluate, log_dir):
-        super().__init__()
-        self.evaluate = evaluate
-        self.writer = tf.summary.create_file_writer(
-            os.path.join(log_dir, "dev"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        scores, avg = self.evaluate()
-        step = int(self.model.optimizer.iterations.numpy())
-        with self.writer.as_default():
-            for task, metrics in scores.items():
-                for name, value in metrics.items():
-                    tf.summary.scalar(f"dev/{task}/{name}", value, step=step)
-            tf.summary.scalar("dev/avg", avg, step=step)
-        self.writer.flush()
-        logging.info("epoch %d dev avg %.2f %s", epoch + 1, avg,
-                     {t: round(m["score"], 2) for t, m in scores.items()})
 
 
 def predict_split(model, task, task_id, features, config, label_slots):
@@ -240,13 +241,11 @@ def _write_outputs(model, data, config, mdir, trial):
 def _init_from_model(model, config, backbone, build_batch):
     """Table 3: start from another run's trained weights (backbone and the
     heads of tasks both runs share)."""
-    source_dir = os.path.join(config.bam_dir, "models", config.init_from_model)
-    weights = os.path.join(source_dir, "checkpoints",
+    weights = os.path.join(_source_dir(config), "checkpoints",
                            f"trial_{config.init_from_trial}.weights.h5")
     if not os.path.exists(weights):
         raise RunError(f"--init_from_model: {weights} not found.")
-    source_config = config_lib.RunConfig.from_json(
-        os.path.join(source_dir, "config.json"))
+    source_config = _check_init_source(config)
     source_tasks = get_tasks(source_config.task_names)
     source = BamModel(
         backbone.__class__.from_config(backbone.get_config()),
@@ -269,6 +268,8 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2):
     """
     strategy = strategy or tf.distribute.get_strategy()
     tasks = get_tasks(config.task_names)
+    if config.init_from_model:
+        _check_init_source(config)
     mdir = check_model_dir(config, overwrite)
     data = RunData(config, tasks)
     results = load_results(mdir)
@@ -295,6 +296,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
             f"position limit {encoder.position_limit} ({encoder.source}).")
     if not hasattr(data, "train_features"):
         data.featurize(encoder.tokenizer)
+        atomic_write_text(os.path.join(mdir, "vocab.txt"), "\n".join(
+            encoder.tokenizer.get_vocabulary()) + "\n")
     teachers = {}
     if config.distill:
         for task_id, task in enumerate(data.tasks):
@@ -334,12 +337,12 @@ def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
                 config.lr_decay, config.clip_norm),
             steps_per_execution=config.steps_per_execution)
     log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
-    callbacks = [_StopAtStep(total_steps),
-                 keras.callbacks.TensorBoard(log_dir, update_freq=10)]
-    if config.eval_each_epoch:
-        callbacks.append(_DevScores(
-            lambda: evaluate(model, data, config), log_dir))
-    model.fit(train_ds, epochs=math.ceil(total_steps / epoch_steps),
+    callbacks = [
+        StopAtStep(total_steps),
+        TensorBoardLogger(
+            log_dir, evaluate=(lambda: evaluate(model, data, config))
+            if config.eval_each_epoch else None)]
+    history = model.fit(train_ds, epochs=math.ceil(total_steps / epoch_steps),
               steps_per_epoch=min(epoch_steps, total_steps),
               callbacks=callbacks, verbose=verbose)
     os.makedirs(os.path.join(mdir, "checkpoints"), exist_ok=True)
@@ -348,4 +351,6 @@ def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
     scores, avg = evaluate(model, data, config)
     _write_outputs(model, data, config, mdir, trial)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
-    return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg}
+    return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
+            "steps": total_steps,
+            "train_loss": [float(x) for x in history.history["loss"]]}

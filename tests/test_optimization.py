@@ -43,14 +43,19 @@ DEPTHS = {
     "transformer_layer_1/self_attention_layer/query/kernel": 3,
     "transformer_layer_2/feedforward_layer_norm/beta": 2,
     "pooled_dense/kernel": 1,
-    "bam_model/rte_head/kernel": 0,
+    "HEAD": 0,  # the head's path starts with the model's (unique) name
 }
+
+
+def _path(model, path):
+    return f"{model.name}/rte_head/kernel" if path == "HEAD" else path
 
 
 def test_depths_from_backbone_structure(model_and_backbone):
     model, backbone = model_and_backbone
     paths = {v.path for v in backbone.trainable_variables}
     for path, depth in DEPTHS.items():
+        path = _path(model, path)
         _var(model, path)  # exists
         assert layer_depth(path, 3, paths) == depth, path
 
@@ -59,7 +64,7 @@ def test_depths_from_backbone_structure(model_and_backbone):
     "token_embedding/embeddings",
     "transformer_layer_1/self_attention_layer/query/kernel",
     "pooled_dense/kernel",
-    "bam_model/rte_head/kernel",
+    "HEAD",
 ])
 def test_exact_learning_rate_of_one_update(model_and_backbone, path):
     """The update of Adam's 5th step (step 4, fresh moments) on one variable
@@ -73,7 +78,7 @@ def test_exact_learning_rate_of_one_update(model_and_backbone, path):
                                 clip_norm=1e9)
     optimizer.build(model.trainable_variables)
     optimizer.iterations.assign(4)
-    variable = _var(model, path)
+    variable = _var(model, _path(model, path))
     before = variable.numpy().copy()
     gradient = np.full(variable.shape, 0.01, np.float32)
     grads = [tf.constant(gradient) if v is variable else tf.zeros_like(v)

@@ -73,6 +73,7 @@ class Featurizer:
     """
 
     def __init__(self, tokenizer, max_seq_length, batch_size=2048):
+        self._functions = {}
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
@@ -101,18 +102,27 @@ class Featurizer:
         token_ids, segment_ids = self.packer(segments)
         return token_ids, segment_ids, tf.cast(full, tf.int32)
 
+    def _pack_function(self, num_texts):
+        # One trace per featurizer and text count (the keras-hub layers stay
+        # in TensorFlow inside it; eager calls would return Python lists).
+        if num_texts not in self._functions:
+            spec = tf.TensorSpec([None], tf.string)
+            self._functions[num_texts] = tf.function(
+                self._pack, input_signature=[spec] * num_texts)
+        return self._functions[num_texts]
+
+    def _batches(self, columns):
+        pack = self._pack_function(len(columns))
+        for start in range(0, len(columns[0]), self.batch_size):
+            chunk = [tf.constant(c[start:start + self.batch_size], tf.string)
+                     for c in columns]
+            yield (t.numpy() for t in pack(*chunk))
+
     def featurize(self, examples):
-        # Inside tf.data the keras-hub layers stay in TensorFlow (eager calls
-        # convert their outputs to Python lists) and batches run in parallel.
         columns = (examples.text_a,) if examples.text_b is None else (
             examples.text_a, examples.text_b)
-        dataset = tf.data.Dataset.from_tensor_slices(
-            tuple(tf.constant(c, tf.string) for c in columns)).batch(
-                self.batch_size).map(
-                    self._pack, num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
         token_parts, segment_parts, lengths, full_lengths = [], [], [], []
-        for token_ids, segment_ids, full in dataset.as_numpy_iterator():
+        for token_ids, segment_ids, full in self._batches(columns):
             batch_lengths = np.minimum(full, self.max_seq_length)
             mask = (np.arange(self.max_seq_length)[None, :]
                     < batch_lengths[:, None])

@@ -1,0 +1,70 @@
+"""Training callbacks: exact stopping, TensorBoard, dev scores."""
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training at exactly `total_steps` (epochs may be fractional)."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
+            self.model.stop_training = True
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Writes the training step's logs (loss, loss per task, lambda,
+    learning rate) every `every` steps and at the last step, against the
+    optimizer's step, to `log_dir/train`; and, given `evaluate`, dev scores
+    after every epoch to `log_dir/dev`.
+
+    Keras's own TensorBoard callback keeps its batch-level `record_if` in
+    force during epoch-end writes, so epoch summaries vanish whenever the
+    epoch does not end on a multiple of `update_freq`; hence this one.
+    """
+
+    def __init__(self, log_dir, every=10, evaluate=None):
+        super().__init__()
+        self.every = every
+        self.evaluate = evaluate
+        self.train_writer = tf.summary.create_file_writer(
+            os.path.join(log_dir, "train"))
+        self.dev_writer = (tf.summary.create_file_writer(
+            os.path.join(log_dir, "dev")) if evaluate else None)
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if logs and (step % self.every == 0 or self.model.stop_training):
+            with self.train_writer.as_default():
+                for name, value in logs.items():
+                    tf.summary.scalar(name, value, step=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.train_writer.flush()
+        if self.evaluate is None:
+            return
+        scores, avg = self.evaluate()
+        step = self._step()
+        with self.dev_writer.as_default():
+            for task, metrics in scores.items():
+                for name, value in metrics.items():
+                    tf.summary.scalar(f"{task}/{name}", value, step=step)
+            tf.summary.scalar("avg", avg, step=step)
+        self.dev_writer.flush()
+        logging.info("epoch %d dev avg %.2f %s", epoch + 1, avg,
+                     {t: round(m["score"], 2) for t, m in scores.items()})
+
+    def on_train_end(self, logs=None):
+        for writer in (self.train_writer, self.dev_writer):
+            if writer is not None:
+                writer.close()

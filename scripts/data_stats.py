@@ -1,0 +1,67 @@
+r"""Per task and split: examples (after doubling), labels, token lengths and
+the share truncated at --max_seq_length; and each task's sampling
+probability.
+
+    python scripts/data_stats.py --glue_dir=DIR --task_names=rte,mrpc,sts \
+        --pretrained_model=PATH [--output_json=stats.json]
+"""
+
+import sys
+
+import _bootstrap  # noqa: F401
+from absl import app
+from absl import flags
+
+from bam_tf.data.stats import data_statistics
+from bam_tf.data.stats import format_statistics
+from bam_tf.errors import USER_ERRORS
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.tasks import get_tasks
+
+flags.DEFINE_string("glue_dir", None, "GLUE folder.")
+flags.DEFINE_string("bam_dir", None, "For --pretrained_model names under "
+                    "BAM_DIR/pretrained_models.")
+flags.DEFINE_list("task_names", None, "Tasks.")
+flags.DEFINE_enum("data_source", "tsv", ["tsv", "tfds"], "Data source.")
+flags.DEFINE_float("task_weight_exponent", 0.75, "Sampling exponent.")
+flags.DEFINE_string("pretrained_model", None, "Tokenizer source.")
+flags.DEFINE_boolean("debug", False, "Debug tokenizer learned from the data.")
+flags.DEFINE_integer("max_seq_length", 128, "Truncation length.")
+flags.DEFINE_boolean("double_unordered", True, "Double unordered pairs.")
+flags.DEFINE_string("output_json", None, "Also write the statistics here.")
+flags.mark_flags_as_required(["task_names"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        tasks = get_tasks(FLAGS.task_names)
+        tokenizer = None
+        if FLAGS.debug or FLAGS.pretrained_model:
+            from bam_tf import encoders
+            from bam_tf.data.loading import load_split
+            if FLAGS.debug:
+                texts = []
+                for task in tasks:
+                    e = load_split(task, "train", FLAGS.glue_dir,
+                                   FLAGS.data_source)
+                    texts += e.text_a[:2000] + (e.text_b or [])[:2000]
+                tokenizer = encoders.build_debug_encoder(texts).tokenizer
+            else:
+                tokenizer = encoders.load_encoder(
+                    FLAGS.pretrained_model, FLAGS.bam_dir).tokenizer
+        stats = data_statistics(
+            tasks, FLAGS.glue_dir, FLAGS.data_source, tokenizer,
+            FLAGS.max_seq_length, FLAGS.task_weight_exponent,
+            FLAGS.double_unordered)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+    print(format_statistics(stats), end="")
+    if FLAGS.output_json:
+        atomic_write_json(FLAGS.output_json, stats)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,129 @@
+"""End to end: single-task teachers, their targets, a Single->Multi student
+with teacher annealing, GLUE files, and a recipe that resumes."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bam_tf import recipes
+from bam_tf.outputs import read_predictions
+
+TASKS = ["rte", "sts"]
+FAST = {"max_seq_length": 32, "pad_to_max_length": True,
+        "debug_hidden_size": 32, "debug_vocab_size": 200,
+        "num_train_epochs": 3.0, "learning_rate": 3e-3,
+        "eval_each_epoch": False, "n_writes_test": 1}
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tiny_glue, tmp_path_factory):
+    bam_dir = str(tmp_path_factory.mktemp("bam"))
+    values = {"bam_dir": bam_dir, "glue_dir": tiny_glue, **FAST}
+    table = recipes.run_recipe("single_to_multi", "t", TASKS, values,
+                               debug=True, verbose=0)
+    return bam_dir, values, table
+
+
+def _model_dir(bam_dir, name):
+    return os.path.join(bam_dir, "models", name)
+
+
+def test_plan_names_and_teachers():
+    plan = recipes.plan("single_to_multi_to_single_to_multi", "p",
+                        ["rte", "sts"])
+    names = [p[0] for p in plan]
+    assert names == ["p-rte-single", "p-sts-single", "p-single-to-multi",
+                     "p-rte-s2m-to-single", "p-sts-s2m-to-single",
+                     "p-s2m2s-to-multi"]
+    assert plan[3][3] == {"rte": "p-single-to-multi"}
+    assert recipes.plan("multi_to_multi", "p", ["rte", "sts"])[1][3] == {
+        "rte": "p-multi", "sts": "p-multi"}
+
+
+def test_teachers_write_targets_for_every_training_example(recipe_run,
+                                                          tiny_glue):
+    bam_dir, _, _ = recipe_run
+    rte = read_predictions(os.path.join(
+        _model_dir(bam_dir, "t-rte-single"), "outputs",
+        "rte_train_predictions_1.npz"))
+    assert rte["logits"].shape == (64, 2)
+    assert sorted(rte["eid"].tolist()) == list(range(64))
+    assert rte["label_list"].tolist() == ["entailment", "not_entailment"]
+    sts = read_predictions(os.path.join(
+        _model_dir(bam_dir, "t-sts-single"), "outputs",
+        "sts_train_predictions_1.npz"))
+    # STS-B pairs are doubled: both orders, ids 0..127.
+    assert sorted(sts["eid"].tolist()) == list(range(128))
+    assert np.all((sts["predictions"] >= 0) & (sts["predictions"] <= 5))
+
+
+def test_student_config_and_results_follow_the_contract(recipe_run):
+    bam_dir, _, table = recipe_run
+    student = _model_dir(bam_dir, "t-single-to-multi")
+    with open(os.path.join(student, "config.json")) as f:
+        config = json.load(f)
+    assert config["distill"] and config["teacher_annealing"]
+    assert config["teachers"] == {"rte": "t-rte-single",
+                                  "sts": "t-sts-single"}
+    assert config["train_batch_size"] == 16  # the debug preset's, explicit
+    with open(os.path.join(student, "results.json")) as f:
+        results = json.load(f)
+    [trial] = results["trials"]
+    assert trial["seed"] == 1
+    assert set(trial["metrics"]) == set(TASKS)
+    assert set(trial["metrics"]["sts"]) == {"spearman", "pearson", "score"}
+    assert trial["avg"] == pytest.approx(np.mean(
+        [trial["metrics"][t]["score"] for t in TASKS]))
+    assert "avg" in open(os.path.join(student, "results.txt")).read()
+    names = [row["name"] for row in table["models"]]
+    assert names == ["t-rte-single", "t-sts-single", "t-single-to-multi"]
+    text = open(os.path.join(bam_dir, "comparisons",
+                             "t_single_to_multi.txt")).read()
+    assert "single-task teachers" in text
+
+
+def test_glue_submission_files(recipe_run):
+    bam_dir, _, _ = recipe_run
+    glue = os.path.join(_model_dir(bam_dir, "t-single-to-multi"), "outputs",
+                        "glue", "1")
+    assert sorted(os.listdir(glue)) == ["RTE.tsv", "STS-B.tsv"]
+    with open(os.path.join(glue, "RTE.tsv")) as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert rows[0] == ["index", "prediction"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(10))
+    assert {r[1] for r in rows[1:]} <= {"entailment", "not_entailment"}
+    with open(os.path.join(glue, "STS-B.tsv")) as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert len(rows) == 11
+    assert all(0.0 <= float(r[1]) <= 5.0 for r in rows[1:])
+
+
+def test_teacher_annealing_in_tensorboard(recipe_run):
+    from tensorboard.backend.event_processing import event_accumulator
+    bam_dir, _, _ = recipe_run
+    logs = os.path.join(_model_dir(bam_dir, "t-single-to-multi"), "logs",
+                        "trial_1", "train")
+    acc = event_accumulator.EventAccumulator(
+        logs, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    tags = acc.Tags()["tensors"]
+    assert {"lambda", "loss_rte", "loss_sts",
+            "learning_rate"} <= set(tags)
+    lambdas = [float(tf.make_ndarray(e.tensor_proto))
+               for e in acc.Tensors("lambda")]
+    assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] <= 1
+
+
+def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
+    bam_dir, values, _ = recipe_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished step was trained again")
+    monkeypatch.setattr(recipes, "train_and_evaluate", fail)
+    table = recipes.run_recipe("single_to_multi", "t", TASKS, values,
+                               debug=True, verbose=0)
+    assert len(table["models"]) == 3

@@ -1,0 +1,167 @@
+"""The command line and train_and_evaluate on tiny data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from bam_tf.run import RunError
+from bam_tf.run import check_model_dir
+from bam_tf.run import train_and_evaluate
+
+from conftest import REPO
+from conftest import debug_config
+from conftest import tiny_backbone
+
+FAST_FLAGS = ["--flagfile=" + os.path.join(REPO, "flags", "debug.cfg"),
+              "--max_seq_length=32", "--pad_to_max_length",
+              "--debug_hidden_size=32", "--debug_vocab_size=200",
+              "--num_train_epochs=2", "--noeval_each_epoch",
+              "--n_writes_test=0", "--n_writes_distill=0"]
+
+
+def _script(name, *args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", name), *args],
+        capture_output=True, text=True, timeout=600)
+
+
+def _results(bam_dir, model):
+    with open(os.path.join(bam_dir, "models", model, "results.json")) as f:
+        return json.load(f)
+
+
+def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
+    bam = str(tmp_path)
+    one = _script("run_classifier.py", "--model_name=rte-model",
+                  f"--bam_dir={bam}", f"--glue_dir={tiny_glue}",
+                  "--task_names=rte", *FAST_FLAGS)
+    assert one.returncode == 0, one.stderr[-3000:]
+    [trial] = _results(bam, "rte-model")["trials"]
+    assert set(trial["metrics"]["rte"]) == {"accuracy", "score"}
+    assert trial["avg"] == trial["metrics"]["rte"]["score"]
+
+    two = _script("run_classifier.py", "--model_name=multi",
+                  f"--bam_dir={bam}", f"--glue_dir={tiny_glue}",
+                  "--task_names=rte,sts", "--num_trials=2", "--seed=5",
+                  *FAST_FLAGS)
+    assert two.returncode == 0, two.stderr[-3000:]
+    trials = _results(bam, "multi")["trials"]
+    assert [(t["trial"], t["seed"]) for t in trials] == [(1, 5), (2, 6)]
+    for t in trials:
+        assert set(t["metrics"]) == {"rte", "sts"}
+    model_dir = os.path.join(bam, "models", "multi")
+    assert {"config.json", "results.json", "results.txt", "logs",
+            "checkpoints"} <= set(os.listdir(model_dir))
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["task_names"] == ["rte", "sts"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task_names=rte,nope"], "error: Unknown task 'nope'"),
+    (["--task_names=rte", "--teachers=rte:x"], "without --distill"),
+    (["--task_names=rte", "--pretrained_model=/nowhere/model"],
+     "Give --pretrained_model|contradicts"),
+])
+def test_command_line_errors_before_training(tiny_glue, tmp_path, args,
+                                             message):
+    result = _script("run_classifier.py", "--model_name=m",
+                     f"--bam_dir={tmp_path}", f"--glue_dir={tiny_glue}",
+                     *FAST_FLAGS, *args)
+    assert result.returncode != 0
+    assert any(m in result.stderr for m in message.split("|")), \
+        result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "models", "m",
+                                           "checkpoints"))
+
+
+def test_loss_falls_dev_scores_logged(tiny_glue, tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    config = debug_config(tmp_path, tiny_glue, "learn", ["rte"],
+                          num_train_epochs=6, eval_each_epoch=True,
+                          pad_to_max_length=True, n_writes_test=0,
+                          n_writes_distill=0)
+    [trial] = train_and_evaluate(config, verbose=0)["trials"]
+    losses = trial["train_loss"]
+    assert len(losses) == 6 and losses[-1] < losses[0], losses
+    acc = event_accumulator.EventAccumulator(
+        os.path.join(tmp_path, "models", "learn", "logs", "trial_1", "dev"),
+        size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    assert {"rte/accuracy", "avg"} <= set(acc.Tags()["tensors"])
+    assert len(acc.Tensors("avg")) == 6
+
+
+def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
+    config = debug_config(tmp_path, tiny_glue, "same", ["rte"])
+    check_model_dir(config)
+    check_model_dir(config.replace(num_trials=3))  # more trials: fine
+    with pytest.raises(RunError, match=r"differs in \['learning_rate'\]"):
+        check_model_dir(config.replace(learning_rate=1.0))
+    check_model_dir(config.replace(learning_rate=1.0), overwrite=True)
+
+
+def test_max_seq_length_over_position_limit(tmp_path, tiny_glue,
+                                            tiny_tokenizer):
+    folder = tmp_path / "pretrained_models" / "tiny"
+    tiny_backbone(max_sequence_length=64).save_to_preset(str(folder))
+    tiny_tokenizer.save_to_preset(str(folder))
+    config = debug_config(tmp_path, tiny_glue, "long", ["rte"], debug=False,
+                          pretrained_model="tiny", max_seq_length=128)
+    with pytest.raises(RunError, match="max_seq_length 128 exceeds the "
+                       "encoder's position limit 64"):
+        train_and_evaluate(config, verbose=0)
+    assert not os.path.exists(tmp_path / "models" / "long" / "checkpoints")
+
+
+def _backbone_weights(path):
+    weights = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and "backbone" in name:
+                weights[name] = obj[()]
+        f.visititems(visit)
+    return weights
+
+
+def test_single_task_finetuning_from_multi_task_weights(tmp_path,
+                                                        tiny_glue):
+    """Paper Table 3: start from the multi-task model's encoder and head."""
+    fast = {"pad_to_max_length": True, "num_train_epochs": 1,
+            "n_writes_test": 0, "n_writes_distill": 0}
+    train_and_evaluate(debug_config(tmp_path, tiny_glue, "mt",
+                                    ["rte", "sts"], **fast), verbose=0)
+    # A learning rate of ~0 leaves the loaded weights as they were.
+    train_and_evaluate(debug_config(
+        tmp_path, tiny_glue, "ft", ["rte"], init_from_model="mt",
+        learning_rate=1e-12, **fast), verbose=0)
+    source = _backbone_weights(tmp_path / "models" / "mt" / "checkpoints" /
+                               "trial_1.weights.h5")
+    tuned = _backbone_weights(tmp_path / "models" / "ft" / "checkpoints" /
+                              "trial_1.weights.h5")
+    assert len(source) > 10 and source.keys() == tuned.keys()
+    for name in source:
+        np.testing.assert_allclose(tuned[name], source[name], atol=1e-6)
+
+
+def test_data_stats_script(tiny_glue, tmp_path):
+    out = tmp_path / "stats.json"
+    result = _script("data_stats.py", f"--glue_dir={tiny_glue}",
+                     "--task_names=rte,mrpc", "--debug",
+                     "--max_seq_length=12", f"--output_json={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads(out.read_text())
+    rte, mrpc = stats["tasks"]["rte"], stats["tasks"]["mrpc"]
+    assert rte["splits"]["train"]["examples"] == 64
+    assert mrpc["splits"]["train"]["examples"] == 128  # doubled
+    assert rte["splits"]["dev"]["labels"] == {"entailment": 12,
+                                              "not_entailment": 12}
+    assert rte["sampling_probability"] == pytest.approx(
+        64 ** 0.75 / (64 ** 0.75 + 128 ** 0.75))
+    assert 0 < rte["splits"]["train"]["truncated_share"] <= 1
+    assert "sampling probability" in result.stdout
