@@ -315,7 +315,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
     logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s",
                  trial, seed, total_steps, epoch_steps,
-                 dict(zip(config.task_names, np.round(probabilities, 4))))
+                 {t: round(float(p), 4)
+                  for t, p in zip(config.task_names, probabilities)})
     with strategy.scope():
         model = BamModel(
             encoder.backbone,

@@ -4,6 +4,8 @@ user did not set leaves the configuration's default, or the named preset's
 value, in place."""
 
 import dataclasses
+import importlib.util
+import os
 import typing
 
 from absl import flags
@@ -62,6 +64,25 @@ def define_flags():
                       "Hardware: one device, local GPUs, multi-worker "
                       "(TF_CONFIG) or TPU.")
     flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+    define_task_modules_flag()
+
+
+def define_task_modules_flag():
+    flags.DEFINE_list("task_modules", [],
+                      "Python files that define and register your own tasks "
+                      "(README, 'Your own task').")
+
+
+def import_task_modules(paths):
+    """Runs each file once, so that its register_task calls take effect."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise flags.ValidationError(f"--task_modules: no file {path}")
+        name = "bam_user_tasks_" + os.path.splitext(
+            os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
 
 
 def config_values(flag_values=None, presets=()):

@@ -33,6 +33,7 @@ _RECIPE_OWNED = ("model_name", "task_names", "distill", "teachers", "debug")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     if not FLAGS.model_name or not FLAGS.task_names or not FLAGS.bam_dir:
         raise app.UsageError(
             "--model_name (the prefix), --task_names and --bam_dir are "
@@ -47,7 +48,7 @@ def main(argv):
             FLAGS.recipe, FLAGS.model_name, FLAGS.task_names.split(","),
             values, debug=bool(FLAGS.debug),
             strategy=get_strategy(FLAGS.strategy, FLAGS.tpu),
-            verbose="auto")
+            verbose=1 if sys.stdout.isatty() else 2)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     print(f"\n{FLAGS.recipe}: dev scores, median over trials\n")

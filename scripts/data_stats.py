@@ -17,6 +17,7 @@ from bam_tf.data.stats import format_statistics
 from bam_tf.errors import USER_ERRORS
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_tasks
+from flags import bam_flags
 
 flags.DEFINE_string("glue_dir", None, "GLUE folder.")
 flags.DEFINE_string("bam_dir", None, "For --pretrained_model names under "
@@ -29,6 +30,7 @@ flags.DEFINE_boolean("debug", False, "Debug tokenizer learned from the data.")
 flags.DEFINE_integer("max_seq_length", 128, "Truncation length.")
 flags.DEFINE_boolean("double_unordered", True, "Double unordered pairs.")
 flags.DEFINE_string("output_json", None, "Also write the statistics here.")
+bam_flags.define_task_modules_flag()
 flags.mark_flags_as_required(["task_names"])
 FLAGS = flags.FLAGS
 
@@ -36,6 +38,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     try:
         tasks = get_tasks(FLAGS.task_names)
         tokenizer = None

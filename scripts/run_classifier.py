@@ -24,11 +24,13 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     try:
         config = RunConfig.from_dict(bam_flags.config_values())
         results = train_and_evaluate(
             config, get_strategy(FLAGS.strategy, FLAGS.tpu),
-            overwrite=FLAGS.overwrite, verbose="auto")
+            overwrite=FLAGS.overwrite,
+            verbose=1 if sys.stdout.isatty() else 2)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     for trial in results["trials"]:

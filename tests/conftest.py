@@ -98,7 +98,35 @@ def make_tiny_glue(root, n_train=64, n_dev=24, n_test=10, seed=0):
                    "source1", "source2", "sentence1", "sentence2", "score"],
                   rows_sts)
         write_tsv(f"{root}/CoLA/{split}.tsv", None, rows_cola)
+    _make_tiny_mnli(root, rng)
     return root
+
+
+MNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def _make_tiny_mnli(root, rng):
+    """MNLI's layouts: 12 fields in train, 16 in dev (gold label last), 10 in
+    test; the diagnostic set in its own folder."""
+    def row(i, fields, label=None):
+        parse = "( x )"
+        values = [i, 100 + i, f"{i}e", "fiction", parse, parse, parse, parse,
+                  _sentence(rng), _sentence(rng)]
+        if label is not None:
+            values += [label] * (fields - len(values))
+        return values
+    header = lambda n: [f"c{j}" for j in range(n)]
+    write_tsv(f"{root}/MNLI/train.tsv", header(12),
+              [row(i, 12, MNLI_LABELS[i % 3]) for i in range(30)])
+    for split in ("dev_matched", "dev_mismatched"):
+        write_tsv(f"{root}/MNLI/{split}.tsv", header(16),
+                  [row(i, 16, MNLI_LABELS[i % 3]) for i in range(9)])
+    for split in ("test_matched", "test_mismatched"):
+        write_tsv(f"{root}/MNLI/{split}.tsv", header(10),
+                  [row(i, 10) for i in range(7)])
+    write_tsv(f"{root}/diagnostic/diagnostic.tsv",
+              ["index", "sentence1", "sentence2"],
+              [[i, _sentence(rng), _sentence(rng)] for i in range(5)])
 
 
 @pytest.fixture(scope="session")

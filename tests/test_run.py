@@ -165,3 +165,27 @@ def test_data_stats_script(tiny_glue, tmp_path):
         64 ** 0.75 / (64 ** 0.75 + 128 ** 0.75))
     assert 0 < rte["splits"]["train"]["truncated_share"] <= 1
     assert "sampling probability" in result.stdout
+
+
+def test_a_users_task_module_on_the_command_line(tmp_path):
+    module = tmp_path / "my_tasks.py"
+    module.write_text(
+        "from bam_tf.tasks import SplitFormat, Task, register_task\n"
+        "register_task(Task(\n"
+        "    name='reviews', folders=('reviews',),\n"
+        "    splits={'train': SplitFormat('train.tsv', 2, text_a=0, label=1),\n"
+        "            'dev': SplitFormat('dev.tsv', 2, text_a=0, label=1)},\n"
+        "    label_list=('neg', 'pos'), metrics=('accuracy', 'f1')))\n")
+    data = tmp_path / "data" / "reviews"
+    data.mkdir(parents=True)
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text(
+            "text\tlabel\ngreat film\tpos\ndull\tneg\nfine\tpos\n")
+    out = tmp_path / "stats.json"
+    result = _script("data_stats.py", f"--glue_dir={tmp_path / 'data'}",
+                     "--task_names=reviews", f"--task_modules={module}",
+                     f"--output_json={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads(out.read_text())["tasks"]["reviews"]
+    assert stats["splits"]["train"]["labels"] == {"neg": 1, "pos": 2}
+    assert stats["sampling_probability"] == 1.0

@@ -81,3 +81,15 @@ def test_ids_are_stable_row_positions(tiny_glue):
     b = load_split(RTE, "train", tiny_glue, max_examples=10)
     np.testing.assert_array_equal(a.eids[:10], b.eids)
     assert a.text_a[:10] == b.text_a
+
+
+def test_mnli_layouts(tiny_glue):
+    mnli = get_task("mnli")
+    sizes = {s: len(load_split(mnli, s, tiny_glue)) for s in mnli.splits}
+    assert sizes == {"train": 30, "dev_matched": 9, "dev_mismatched": 9,
+                     "test_matched": 7, "test_mismatched": 7,
+                     "diagnostic": 5}
+    dev = load_split(mnli, "dev_mismatched", tiny_glue)
+    # gold label = last of 16 fields, in the task's label order
+    assert [mnli.label_list[i] for i in dev.labels[:3]] == [
+        "entailment", "neutral", "contradiction"]

@@ -1,0 +1,73 @@
+"""Evaluation and written outputs without training: MNLI's two dev sets and
+three submission files, atomic writes."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from bam_tf import run
+from bam_tf.io_utils import atomic_open
+from bam_tf.model import BamModel
+from bam_tf.outputs import OutputFileError
+from bam_tf.outputs import read_predictions
+from bam_tf.tasks import get_tasks
+
+from conftest import debug_config
+
+
+def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
+    config = debug_config(tmp_path, tiny_glue, "mnli", ["mnli", "rte"],
+                          pad_to_max_length=True, eval_batch_size=4)
+    tasks = get_tasks(config.task_names)
+    data = run.RunData(config, tasks)
+    encoder = run._encoder(config, data, seed=1)
+    data.featurize(encoder.tokenizer)
+    model = BamModel(encoder.backbone, [(t.name, t.num_labels,
+                                         t.is_regression) for t in tasks])
+    scores, avg = run.evaluate(model, data, config)
+    assert set(scores["mnli"]) == {"accuracy", "score",
+                                   "accuracy_dev_mismatched",
+                                   "score_dev_mismatched"}
+    assert avg == pytest.approx(
+        (scores["mnli"]["score"] + scores["rte"]["score"]) / 2)
+    # Scores equal those recomputed from the written dev predictions.
+    mdir = str(tmp_path / "out")
+    run._write_outputs(model, data, config, mdir, trial=1)
+    dev = read_predictions(os.path.join(
+        mdir, "outputs", "mnli_dev_mismatched_predictions_1.npz"))
+    labels = data.eval_features[("mnli", "dev_mismatched")].labels
+    accuracy = 100 * np.mean(dev["logits"].argmax(-1) == labels)
+    assert scores["mnli"]["accuracy_dev_mismatched"] == pytest.approx(
+        accuracy)
+    glue = os.path.join(mdir, "outputs", "glue", "1")
+    assert sorted(os.listdir(glue)) == ["AX.tsv", "MNLI-m.tsv",
+                                        "MNLI-mm.tsv", "RTE.tsv"]
+    for name, rows in (("MNLI-m.tsv", 7), ("MNLI-mm.tsv", 7), ("AX.tsv", 5)):
+        with open(os.path.join(glue, name)) as f:
+            table = list(csv.reader(f, delimiter="\t"))
+        assert table[0] == ["index", "prediction"] and len(table) == rows + 1
+        assert {r[1] for r in table[1:]} <= {"entailment", "neutral",
+                                             "contradiction"}
+    train = read_predictions(os.path.join(
+        mdir, "outputs", "mnli_train_predictions_1.npz"))
+    assert train["num_examples"] == 30 and train["logits"].shape == (30, 3)
+
+
+def test_atomic_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(str(path)) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["results.json"]  # no temporary left
+
+
+def test_reading_a_non_predictions_file(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, eid=np.arange(3))
+    with pytest.raises(OutputFileError, match="not a bam-tf predictions"):
+        read_predictions(str(path))
