@@ -1,6 +1,8 @@
 """Training callbacks: exact stopping, TensorBoard, dev scores."""
 
+import math
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -68,3 +70,55 @@ class TensorBoardLogger(keras.callbacks.Callback):
         for writer in (self.train_writer, self.dev_writer):
             if writer is not None:
                 writer.close()
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops at the first step whose loss is NaN or infinite, naming the
+    step and the task(s); nothing is saved after it, so the last checkpoint
+    is the last good state."""
+
+    def __init__(self, task_names):
+        super().__init__()
+        self.task_names = task_names
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        bad = [t for t in self.task_names
+               if not math.isfinite(float(logs.get(f"loss_{t}", 0.0)))]
+        raise NonFiniteLossError(
+            f"Training stopped: the loss became {float(loss)} at step {step} "
+            f"(task{'s' if len(bad) > 1 else ''} {', '.join(bad) or '?'}). "
+            "The last good checkpoint is kept; lower --learning_rate or check "
+            "the data and teacher targets.")
+
+
+class PeriodicCheckpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and the step every `every_steps`
+    steps, or every `every_seconds` seconds when no step count is given.
+
+    `tf.train.CheckpointManager` writes the checkpoint's files first and
+    its index last, so a kill mid-save leaves the previous checkpoint in
+    force.
+    """
+
+    def __init__(self, manager, every_steps=None, every_seconds=300.0):
+        super().__init__()
+        self.manager = manager
+        self.every_steps = every_steps
+        self.every_seconds = every_seconds
+        self._last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        due = (step % self.every_steps == 0 if self.every_steps
+               else time.monotonic() - self._last >= self.every_seconds)
+        if due and not self.model.stop_training:
+            self.manager.save(checkpoint_number=step)
+            self._last = time.monotonic()

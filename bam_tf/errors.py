@@ -1,6 +1,7 @@
 """The errors that mean bad input, not a bug: scripts print their message
 (which names the file, line or flag) without a stack trace."""
 
+from bam_tf.callbacks import NonFiniteLossError
 from bam_tf.config import ConfigError
 from bam_tf.data.examples import DataError
 from bam_tf.data.features import FeatureCacheError
@@ -11,4 +12,5 @@ from bam_tf.tasks import UnknownTaskError
 from bam_tf.teachers import TeacherError
 
 USER_ERRORS = (ConfigError, DataError, FeatureCacheError, EncoderError,
-               OutputFileError, RunError, UnknownTaskError, TeacherError)
+               OutputFileError, RunError, UnknownTaskError, TeacherError,
+               NonFiniteLossError)

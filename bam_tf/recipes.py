@@ -17,6 +17,7 @@ from bam_tf.config import RunConfig
 from bam_tf.config import model_dir
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.run import Runtime
 from bam_tf.run import train_and_evaluate
 
 RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
@@ -73,7 +74,7 @@ def _finished(config):
 
 
 def run_recipe(recipe, prefix, task_names, values, debug=False,
-               strategy=None, verbose=2):
+               strategy=None, verbose=2, runtime=None):
     """Runs every missing step of a recipe; returns the comparison table.
 
     Args:
@@ -100,7 +101,8 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
             continue
         logging.info("%s: training (%s).", config.model_name,
                      ",".join(config.task_names))
-        train_and_evaluate(config, strategy, verbose=verbose)
+        train_and_evaluate(config, strategy, verbose=verbose,
+                           runtime=runtime or Runtime())
     table = comparison_table(configs)
     base = os.path.join(values["bam_dir"], "comparisons",
                         f"{prefix}_{recipe}")

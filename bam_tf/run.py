@@ -1,9 +1,12 @@
 """train_and_evaluate(config): one model folder, `num_trials` seeds, every
 output of the contract (BAM_SPEC.md section 3)."""
 
+import dataclasses
 import json
 import math
 import os
+import shutil
+from typing import Optional
 
 import keras
 import numpy as np
@@ -14,7 +17,9 @@ from bam_tf import config as config_lib
 from bam_tf import encoders
 from bam_tf import outputs as outputs_lib
 from bam_tf import scoring
+from bam_tf.callbacks import PeriodicCheckpoint
 from bam_tf.callbacks import StopAtStep
+from bam_tf.callbacks import StopOnNonFiniteLoss
 from bam_tf.callbacks import TensorBoardLogger
 from bam_tf.data import pipeline
 from bam_tf.data.examples import DataError
@@ -59,7 +64,8 @@ class RunData:
                 except DataError as e:
                     logging.warning("No %s predictions for %s: %s",
                                     split, task.name, e)
-        self.features = {}
+        self.train_features = None  # set by featurize, once per run
+        self.eval_features = None
 
     def vocabulary_texts(self):
         texts = []
@@ -138,7 +144,6 @@ def check_model_dir(config, overwrite=False):
                 f"{mdir} holds a run with another configuration (differs in "
                 f"{differ}); pick a new --model_name or pass --overwrite.")
     if overwrite and os.path.isdir(mdir):
-        import shutil
         shutil.rmtree(mdir)
     os.makedirs(mdir, exist_ok=True)
     atomic_write_json(path, config.to_dict())
@@ -152,10 +157,12 @@ def load_results(mdir):
     try:
         with open(path, encoding="utf-8") as f:
             results = json.load(f)
-        results["trials"]  # noqa: B018  (shape check)
-        return results
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except json.JSONDecodeError as e:
         raise RunError(f"{path}: unreadable results file ({e}).") from None
+    if not isinstance(results, dict) or not isinstance(
+            results.get("trials"), list):
+        raise RunError(f"{path}: expected {{\"trials\": [...]}}.")
+    return results
 
 
 def write_results(mdir, results):
@@ -258,10 +265,27 @@ def _init_from_model(model, config, backbone, build_batch):
             model.heads[name].set_weights(source.heads[name].get_weights())
 
 
-def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2):
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a run is carried out, not what it computes (so not part of the
+    saved configuration): checkpoint frequency.
+
+    Attributes:
+        save_checkpoints_steps: checkpoint every N steps; None: by time.
+        save_checkpoints_secs: checkpoint every so many seconds.
+    """
+
+    save_checkpoints_steps: Optional[int] = None
+    save_checkpoints_secs: float = 300.0
+
+
+def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
+                       runtime=Runtime()):
     """Trains and scores `config.num_trials` models; writes the model folder.
 
-    Finished trials (in results.json) are kept, not redone.
+    Finished trials (in results.json) are kept, not redone; an unfinished
+    trial resumes from its last checkpoint (weights, optimizer state, step,
+    and so the position in the data stream).
 
     Returns:
         The results dict, as written to results.json.
@@ -280,21 +304,24 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2):
             continue
         seed = config.seed + trial - 1
         record = _run_trial(config, data, mdir, trial, seed, strategy,
-                            verbose)
+                            runtime, verbose)
         results["trials"] = sorted(results["trials"] + [record],
                                    key=lambda t: t["trial"])
         write_results(mdir, results)
+        # The trial's record is safe: its training checkpoints can go.
+        shutil.rmtree(os.path.join(mdir, "checkpoints", f"trial_{trial}"),
+                      ignore_errors=True)
     return results
 
 
-def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
+def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
     keras.utils.set_random_seed(seed)
     encoder = _encoder(config, data, seed)
     if config.max_seq_length > encoder.position_limit:
         raise RunError(
             f"max_seq_length {config.max_seq_length} exceeds the encoder's "
             f"position limit {encoder.position_limit} ({encoder.source}).")
-    if not hasattr(data, "train_features"):
+    if data.train_features is None:
         data.featurize(encoder.tokenizer)
         atomic_write_text(os.path.join(mdir, "vocab.txt"), "\n".join(
             encoder.tokenizer.get_vocabulary()) + "\n")
@@ -337,21 +364,59 @@ def _run_trial(config, data, mdir, trial, seed, strategy, verbose):
                 config.warmup_proportion, config.weight_decay_rate,
                 config.lr_decay, config.clip_norm),
             steps_per_execution=config.steps_per_execution)
-    log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
-    callbacks = [
-        StopAtStep(total_steps),
-        TensorBoardLogger(
-            log_dir, evaluate=(lambda: evaluate(model, data, config))
-            if config.eval_each_epoch else None)]
-    history = model.fit(train_ds, epochs=math.ceil(total_steps / epoch_steps),
-              steps_per_epoch=min(epoch_steps, total_steps),
-              callbacks=callbacks, verbose=verbose)
-    os.makedirs(os.path.join(mdir, "checkpoints"), exist_ok=True)
-    model.save_weights(os.path.join(mdir, "checkpoints",
-                                    f"trial_{trial}.weights.h5"))
+        # Built now so that a checkpoint can restore its slots.
+        model.optimizer.build(model.trainable_variables)
+    # Dropout's random state is no weight; without it a resumed run would
+    # draw other masks than an uninterrupted one.
+    seed_states = [v.value for v in model.variables
+                   if v.name == "seed_generator_state"]
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                     seed_states=seed_states)
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(mdir, "checkpoints", f"trial_{trial}"),
+        max_to_keep=2)
+    start_step = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        start_step = int(model.optimizer.iterations.numpy())
+        logging.info("trial %d: resumed at step %d of %d from %s", trial,
+                     start_step, total_steps, manager.latest_checkpoint)
+    history_losses = []
+    if start_step < total_steps:
+        history_losses = _fit(model, data, config, train_ds, mdir, trial,
+                              manager, start_step, total_steps, epoch_steps,
+                              runtime, verbose)
+        manager.save(checkpoint_number=total_steps)
+    weights = os.path.join(mdir, "checkpoints", f"trial_{trial}.weights.h5")
+    tmp = weights[:-len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, weights)
     scores, avg = evaluate(model, data, config)
     _write_outputs(model, data, config, mdir, trial)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
-            "steps": total_steps,
-            "train_loss": [float(x) for x in history.history["loss"]]}
+            "steps": total_steps, "train_loss": history_losses}
+
+
+def _fit(model, data, config, train_ds, mdir, trial, manager, start_step,
+         total_steps, epoch_steps, runtime, verbose):
+    """Trains from `start_step` to `total_steps`; returns the mean training
+    loss of each epoch run in this call."""
+    log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
+    callbacks = [
+        StopOnNonFiniteLoss(config.task_names),
+        StopAtStep(total_steps),
+        PeriodicCheckpoint(manager, runtime.save_checkpoints_steps,
+                           runtime.save_checkpoints_secs),
+        TensorBoardLogger(
+            log_dir, evaluate=(lambda: evaluate(model, data, config))
+            if config.eval_each_epoch else None)]
+    # The stream is a pure function of the seed: skipping the batches
+    # already trained on puts a resumed run where the killed one was.
+    history = model.fit(
+        train_ds.skip(start_step) if start_step else train_ds,
+        initial_epoch=start_step // epoch_steps,
+        epochs=math.ceil(total_steps / epoch_steps),
+        steps_per_epoch=min(epoch_steps, total_steps),
+        callbacks=callbacks, verbose=verbose)
+    return [float(x) for x in history.history.get("loss", [])]

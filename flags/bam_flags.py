@@ -64,7 +64,20 @@ def define_flags():
                       "Hardware: one device, local GPUs, multi-worker "
                       "(TF_CONFIG) or TPU.")
     flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+    flags.DEFINE_integer("save_checkpoints_steps", None,
+                         "Checkpoint every N steps (default: by time).")
+    flags.DEFINE_float("save_checkpoints_secs", 300.0,
+                       "Checkpoint every so many seconds of training.")
     define_task_modules_flag()
+
+
+def runtime(flag_values=None):
+    """How to carry the run out: not part of the saved configuration."""
+    from bam_tf.run import Runtime
+    flag_values = flag_values or flags.FLAGS
+    return Runtime(
+        save_checkpoints_steps=flag_values.save_checkpoints_steps,
+        save_checkpoints_secs=flag_values.save_checkpoints_secs)
 
 
 def define_task_modules_flag():

@@ -48,6 +48,7 @@ def main(argv):
             FLAGS.recipe, FLAGS.model_name, FLAGS.task_names.split(","),
             values, debug=bool(FLAGS.debug),
             strategy=get_strategy(FLAGS.strategy, FLAGS.tpu),
+            runtime=bam_flags.runtime(),
             verbose=1 if sys.stdout.isatty() else 2)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")

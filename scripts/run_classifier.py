@@ -29,7 +29,7 @@ def main(argv):
         config = RunConfig.from_dict(bam_flags.config_values())
         results = train_and_evaluate(
             config, get_strategy(FLAGS.strategy, FLAGS.tpu),
-            overwrite=FLAGS.overwrite,
+            overwrite=FLAGS.overwrite, runtime=bam_flags.runtime(),
             verbose=1 if sys.stdout.isatty() else 2)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")

@@ -1,0 +1,103 @@
+"""Nothing lost: a run killed with SIGKILL at any point and started again
+with the same command ends with the same results as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bam_tf import losses
+from bam_tf import run
+from bam_tf.callbacks import NonFiniteLossError
+
+from conftest import debug_config
+
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "resume_driver.py")
+
+
+def _drive(bam_dir, glue_dir, mode):
+    return subprocess.run([sys.executable, DRIVER, str(bam_dir), glue_dir,
+                           mode], capture_output=True, text=True,
+                          timeout=600)
+
+
+def _results(bam_dir):
+    with open(os.path.join(bam_dir, "models", "resume",
+                           "results.json")) as f:
+        trials = json.load(f)["trials"]
+    # train_loss holds the epochs run by the last process only.
+    return [{k: v for k, v in t.items() if k != "train_loss"}
+            for t in trials]
+
+
+def _predictions(bam_dir):
+    folder = os.path.join(bam_dir, "models", "resume", "outputs")
+    arrays = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".npz"):
+            with np.load(os.path.join(folder, name)) as data:
+                arrays[name] = {k: data[k] for k in data.files}
+    return arrays
+
+
+def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    done = _drive(clean, tiny_glue, "none")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    for mode in ("after_checkpoint", "between_trials", "during_outputs"):
+        result = _drive(killed, tiny_glue, mode)
+        assert result.returncode == -signal.SIGKILL, (mode,
+                                                     result.stderr[-3000:])
+    checkpoints = os.listdir(killed / "models" / "resume" / "checkpoints")
+    assert "trial_2" in checkpoints  # trial 2 was killed, not finished
+    result = _drive(killed, tiny_glue, "none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trial 2: resumed at step" in result.stderr
+
+    assert _results(killed) == _results(clean)
+    a, b = _predictions(clean), _predictions(killed)
+    assert a.keys() == b.keys() and len(a) == 12
+    for name in a:
+        for key in a[name]:
+            np.testing.assert_array_equal(a[name][key], b[name][key])
+
+
+def test_same_seed_same_results_to_the_last_digit(tiny_glue, tmp_path):
+    config = debug_config(tmp_path, tiny_glue, "a", ["rte"],
+                          pad_to_max_length=True, n_writes_test=0,
+                          n_writes_distill=0, num_train_epochs=2)
+    first = run.train_and_evaluate(config, verbose=0)["trials"]
+    second = run.train_and_evaluate(config.replace(model_name="b"),
+                                    verbose=0)["trials"]
+    assert first == second
+
+
+def test_nan_loss_stops_naming_step_and_task(tiny_glue, tmp_path,
+                                             monkeypatch):
+    import tensorflow as tf
+    from bam_tf.model import BamModel
+    original = BamModel.call
+
+    def poisoned(self, inputs, training=False):
+        outputs = original(self, inputs, training=training)
+        if training:  # from the 7th step on, the rte head outputs NaN
+            outputs["rte"] += tf.where(self.optimizer.iterations >= 6,
+                                       np.nan, 0.0)
+        return outputs
+    monkeypatch.setattr(BamModel, "call", poisoned)
+    config = debug_config(tmp_path, tiny_glue, "nan", ["rte"],
+                          pad_to_max_length=True, num_train_epochs=3)
+    with pytest.raises(NonFiniteLossError,
+                       match=r"loss became nan at step 7 \(task rte\)"):
+        run.train_and_evaluate(
+            config, verbose=0,
+            runtime=run.Runtime(save_checkpoints_steps=4))
+    folder = tmp_path / "models" / "nan" / "checkpoints" / "trial_1"
+    assert sorted(os.listdir(folder)) == [
+        "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
