@@ -1,0 +1,183 @@
+"""Export a trained model folder as one serving artifact: a TensorFlow
+SavedModel that reads raw text and answers every task, and the Keras model
+file.
+
+The SavedModel holds the tokenizer (its vocabulary as a lookup table), the
+packer and the model as one graph: `tf.saved_model.load` in a process with
+TensorFlow and tensorflow-text (which registers the tokenizer's ops) runs it,
+without bam-tf or keras-hub.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bam_tf import encoders
+from bam_tf.config import RunConfig
+from bam_tf.data.features import Featurizer
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.model import BamModel
+from bam_tf.tasks import get_tasks
+
+TASKS_FILE = "bam_tasks.json"
+
+
+class ExportError(ValueError):
+    pass
+
+
+def load_trained_model(model_dir, trial=1):
+    """(model, tokenizer, config, tasks) of a model folder's trial."""
+    config_path = os.path.join(model_dir, "config.json")
+    weights = os.path.join(model_dir, "checkpoints",
+                           f"trial_{trial}.weights.h5")
+    for path in (config_path, weights):
+        if not os.path.exists(path):
+            raise ExportError(f"{path} not found; train the model (trial "
+                              f"{trial}) first.")
+    config = RunConfig.from_json(config_path)
+    tasks = get_tasks(config.task_names)
+    if config.debug:
+        with open(os.path.join(model_dir, "vocab.txt"),
+                  encoding="utf-8") as f:
+            vocabulary = f.read().splitlines()
+        encoder = encoders.build_debug_encoder(
+            [], config.debug_vocab_size, config.debug_hidden_size,
+            config.debug_num_layers,
+            max_sequence_length=max(128, config.max_seq_length),
+            vocabulary=vocabulary)
+    else:
+        encoder = encoders.load_encoder(config.pretrained_model,
+                                        config.bam_dir)
+    model = BamModel(encoder.backbone,
+                     [(t.name, t.num_labels, t.is_regression) for t in tasks])
+    dummy = tf.ones([1, 4], tf.int32)
+    model({"token_ids": dummy, "segment_ids": dummy * 0,
+           "padding_mask": dummy})
+    model.load_weights(weights)
+    return model, encoder.tokenizer, config, tasks
+
+
+def task_table(tasks):
+    """What a client needs to know of each task (written beside the
+    SavedModel as bam_tasks.json)."""
+    return {t.name: {"labels": list(t.label_list) if t.label_list else None,
+                     "regression_range": list(t.regression_range)
+                     if t.regression_range else None,
+                     "pair": t.has_pairs} for t in tasks}
+
+
+class _Server(tf.Module):
+    """Tokenize, pack, run the model, read the heads; all in TensorFlow."""
+
+    def __init__(self, model, tokenizer, tasks, max_seq_length):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.featurizer = Featurizer(tokenizer, max_seq_length)
+        self.tasks = tasks
+        self.label_slots = max(t.num_labels for t in tasks)
+
+    def _features(self, text_a, text_b, pair):
+        texts = (text_a, text_b) if pair else (text_a,)
+        token_ids, segment_ids, full = self.featurizer._pack(*texts)
+        lengths = tf.minimum(full, self.featurizer.max_seq_length)
+        mask = tf.sequence_mask(lengths, tf.shape(token_ids)[1], tf.int32)
+        # Trim the batch to its longest example, as training batches are.
+        length = tf.reduce_max(lengths)
+        return {"token_ids": token_ids[:, :length],
+                "segment_ids": segment_ids[:, :length],
+                "padding_mask": mask[:, :length]}
+
+    def _task_outputs(self, task, out):
+        if task.is_regression:
+            score = task.unscale(out)
+            n = tf.shape(out)[0]
+            return {"probabilities": tf.zeros([n, self.label_slots]),
+                    "label": tf.fill([n], ""), "score": score}
+        probabilities = tf.nn.softmax(out, axis=-1)
+        labels = tf.gather(tf.constant(task.label_list),
+                           tf.argmax(probabilities, axis=-1))
+        padding = self.label_slots - task.num_labels
+        return {"probabilities": tf.pad(probabilities, [[0, 0], [0, padding]]),
+                "label": labels,
+                "score": tf.reduce_max(probabilities, axis=-1)}
+
+    def predict(self, text_a, text_b, task):
+        """One task, chosen by name at run time."""
+        equal = tf.equal(tf.constant([t.name for t in self.tasks]),
+                         task)
+        known = tf.debugging.Assert(tf.reduce_any(equal), [
+            "Unknown task", task, "; this model answers",
+            tf.constant(", ".join(t.name for t in self.tasks))])
+        with tf.control_dependencies([known]):
+            index = tf.argmax(tf.cast(equal, tf.int32), output_type=tf.int32)
+
+        def branch(task):
+            def run():
+                features = self._features(text_a, text_b, task.has_pairs)
+                out = self.model(features, training=False)[task.name]
+                return self._task_outputs(task, out)
+            return run
+        return tf.switch_case(index, [branch(t) for t in self.tasks])
+
+    def predict_all(self, text_a, text_b):
+        """Every task at once: `<task>_label`, `<task>_probabilities`
+        (classification), `<task>_score`."""
+        outputs = {}
+        features = {}
+        for pair in sorted({t.has_pairs for t in self.tasks}):
+            features[pair] = self._features(text_a, text_b, pair)
+        results = {pair: self.model(f, training=False)
+                   for pair, f in features.items()}
+        for task in self.tasks:
+            out = results[task.has_pairs][task.name]
+            task_out = self._task_outputs(task, out)
+            if task.is_regression:
+                outputs[f"{task.name}_score"] = task_out["score"]
+            else:
+                outputs[f"{task.name}_label"] = task_out["label"]
+                outputs[f"{task.name}_probabilities"] = tf.nn.softmax(out, -1)
+        return outputs
+
+
+def export_model(model_dir, export_dir, trial=1):
+    """Writes the SavedModel (signatures `serving_default` = predict and
+    `predict_all`), `model.keras` and `bam_tasks.json` to `export_dir`.
+
+    Signatures take `text_a` and `text_b` (string [batch]; text_b is ignored
+    by one-text tasks) and, for `serving_default`, `task` (string scalar).
+    """
+    model, tokenizer, config, tasks = load_trained_model(model_dir, trial)
+    server = _Server(model, tokenizer, tasks, config.max_seq_length)
+    texts = tf.TensorSpec([None], tf.string)
+    tokenizer(tf.constant(["build"]))  # tracked layers must be built
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    archive.add_endpoint(
+        "serving_default", server.predict,
+        input_signature=[texts, texts, tf.TensorSpec([], tf.string)])
+    archive.add_endpoint("predict_all", server.predict_all,
+                         input_signature=[texts, texts])
+    os.makedirs(export_dir, exist_ok=True)
+    saved_model = os.path.join(export_dir, "saved_model")
+    archive.write_out(saved_model, verbose=False)
+    model.save(os.path.join(export_dir, "model.keras"))
+    atomic_write_json(os.path.join(export_dir, TASKS_FILE), {
+        "model_dir": os.path.abspath(model_dir), "trial": trial,
+        "max_seq_length": config.max_seq_length,
+        "tasks": task_table(tasks)})
+    return saved_model
+
+
+def read_task_table(export_dir):
+    path = os.path.join(export_dir, TASKS_FILE)
+    if not os.path.exists(path):
+        raise ExportError(f"{path} not found: is {export_dir} a bam-tf "
+                          "export (scripts/export.py)?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
