@@ -1,0 +1,196 @@
+"""Multi-seed reports: medians and spreads over trials, and significance
+tests between models (paper section 4: medians over many runs, bootstrap
+tests over dev examples, Mann-Whitney U over runs, Holm-Bonferroni).
+"""
+
+import itertools
+import json
+import os
+
+import numpy as np
+from scipy import stats
+
+from bam_tf import scoring
+from bam_tf.config import RunConfig
+from bam_tf.config import glue_dir
+from bam_tf.data.loading import load_split
+from bam_tf.outputs import predictions_path
+from bam_tf.outputs import read_predictions
+from bam_tf.tasks import get_task
+
+
+class ReportError(ValueError):
+    pass
+
+
+def holm_bonferroni(p_values):
+    """Holm's step-down adjusted p-values, in the input order.
+
+    Example:
+    >>> holm_bonferroni([0.01, 0.04, 0.03])
+    array([0.03, 0.06, 0.06])
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (m - rank) * p[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted
+
+
+def stars(p):
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def summarize(values):
+    values = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(values)),
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def paired_bootstrap(metric, labels, outputs_a, outputs_b, samples=1000,
+                     seed=0):
+    """Two-sided paired bootstrap test over examples.
+
+    `outputs_a` / `outputs_b` are lists (one per trial) of per-example
+    outputs; a model's statistic is its metric averaged over its trials.
+    Examples are resampled with replacement, the same indices for both
+    models; p is the share of resampled differences at least as far from the
+    observed difference as the observed difference is from 0.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+
+    def statistic(outputs, index):
+        return np.mean([metric(labels[index], o[index]) for o in outputs])
+
+    everything = np.arange(n)
+    observed = statistic(outputs_a, everything) - statistic(
+        outputs_b, everything)
+    deltas = np.empty(samples)
+    for i in range(samples):
+        index = rng.integers(0, n, n)
+        deltas[i] = statistic(outputs_a, index) - statistic(outputs_b, index)
+    return float(np.mean(np.abs(deltas - observed) >= abs(observed) - 1e-12))
+
+
+def _trials(bam_dir, name):
+    path = os.path.join(bam_dir, "models", name, "results.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            trials = json.load(f)["trials"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ReportError(f"{path}: cannot read results ({e}).") from None
+    if not trials:
+        raise ReportError(f"{path}: no finished trials.")
+    return trials
+
+
+def _dev_outputs(bam_dir, name, task, trials):
+    """Per-trial dev predictions (class ids or regression values), sorted by
+    example id, with the gold labels; None where no trial wrote them."""
+    model_dir = os.path.join(bam_dir, "models", name)
+    config = RunConfig.from_json(os.path.join(model_dir, "config.json"))
+    split = task.dev_splits[0]
+    outputs = []
+    for trial in trials:
+        path = predictions_path(model_dir, task.name, split, trial["trial"])
+        if not os.path.exists(path):
+            continue
+        arrays = read_predictions(path)
+        order = np.argsort(arrays["eid"])
+        values = (arrays["predictions"] if task.is_regression
+                  else arrays["logits"].argmax(-1))
+        outputs.append((arrays["eid"][order], values[order]))
+    if not outputs:
+        return None
+    examples = load_split(task, split, glue_dir(config), config.data_source)
+    labels = examples.labels[np.argsort(examples.eids)]
+    eids = np.sort(examples.eids)
+    for trial_eids, _ in outputs:
+        if not np.array_equal(trial_eids, eids):
+            raise ReportError(
+                f"{name}: {task.name} {split} predictions do not cover the "
+                "dev set of its configuration.")
+    return labels, [v for _, v in outputs]
+
+
+def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
+    """The report as a dict (see scripts/report.py for its layout)."""
+    trials = {name: _trials(bam_dir, name) for name in model_names}
+    models = {}
+    tasks = []
+    for name in model_names:
+        model_tasks = list(trials[name][0]["metrics"])
+        tasks += [t for t in model_tasks if t not in tasks]
+        columns = {t: [tr["metrics"][t]["score"] for tr in trials[name]]
+                   for t in model_tasks}
+        columns["avg"] = [tr["avg"] for tr in trials[name]]
+        summaries = {column: summarize(v) for column, v in columns.items()}
+        models[name] = {"n_trials": len(trials[name]),
+                        "scores": columns}
+        for key in ("median", "mean", "std", "min", "max"):
+            models[name][key] = {c: s[key] for c, s in summaries.items()}
+
+    comparisons = []
+    for a, b in itertools.combinations(model_names, 2):
+        for column in tasks + ["avg"]:
+            if column not in models[a]["scores"] or \
+                    column not in models[b]["scores"]:
+                continue
+            xa, xb = models[a]["scores"][column], models[b]["scores"][column]
+            p = float(stats.mannwhitneyu(xa, xb,
+                                         alternative="two-sided").pvalue)
+            comparisons.append({"a": a, "b": b, "task": column,
+                                "test": "mann_whitney_u", "p": p})
+            if column == "avg":
+                continue
+            task = get_task(column)
+            dev_a = _dev_outputs(bam_dir, a, task, trials[a])
+            dev_b = _dev_outputs(bam_dir, b, task, trials[b])
+            if dev_a is None or dev_b is None:
+                continue
+            metric = scoring.METRICS[task.metrics[0]]
+            p = paired_bootstrap(metric, dev_a[0], dev_a[1], dev_b[1],
+                                 bootstrap_samples, seed)
+            comparisons.append({"a": a, "b": b, "task": column,
+                                "test": "bootstrap", "p": p})
+    adjusted = holm_bonferroni([c["p"] for c in comparisons]) \
+        if comparisons else []
+    for comparison, p_holm in zip(comparisons, adjusted):
+        comparison["p_holm"] = float(p_holm)
+        comparison["stars"] = stars(p_holm)
+    return {"tasks": tasks, "models": models, "comparisons": comparisons}
+
+
+def format_markdown(report):
+    """A Table 1-style table of medians, then the comparisons."""
+    columns = report["tasks"] + ["avg"]
+    lines = ["| model | trials | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for name, model in report["models"].items():
+        cells = []
+        for c in columns:
+            if c in model["median"]:
+                cells.append(f"{model['median'][c]:.1f} "
+                             f"(±{model['std'][c]:.1f})")
+            else:
+                cells.append("")
+        lines.append(f"| {name} | {model['n_trials']} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Medians over trials (± standard deviation).", ""]
+    if report["comparisons"]:
+        lines += ["| a | b | task | test | p | p (Holm) | |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in report["comparisons"]:
+            lines.append(f"| {c['a']} | {c['b']} | {c['task']} | {c['test']} "
+                         f"| {c['p']:.4f} | {c['p_holm']:.4f} | "
+                         f"{c['stars']} |")
+        lines += ["", "Two-sided tests; Holm-Bonferroni over all rows; "
+                  "* p < .05, ** p < .01, *** p < .001."]
+    return "\n".join(lines) + "\n"

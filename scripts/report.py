@@ -1,0 +1,50 @@
+r"""Multi-seed report over model folders: medians, means, standard
+deviations, minima and maxima per task and for the average, a Table 1-style
+table, and pairwise significance tests (two-sided Mann-Whitney U over trial
+scores; paired bootstrap over dev examples), Holm-Bonferroni corrected.
+
+    python scripts/report.py --bam_dir=DIR --model_names=single,multi \
+        [--output_json=report.json] [--markdown=report.md]
+"""
+
+import sys
+
+import _bootstrap  # noqa: F401
+from absl import app
+from absl import flags
+
+from bam_tf.errors import USER_ERRORS
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.io_utils import atomic_write_text
+from bam_tf.report import ReportError
+from bam_tf.report import build_report
+from bam_tf.report import format_markdown
+
+flags.DEFINE_string("bam_dir", None, "Root folder.")
+flags.DEFINE_list("model_names", None, "Model folders to compare.")
+flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap resamples.")
+flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+flags.DEFINE_string("output_json", None, "Write the report as JSON.")
+flags.DEFINE_string("markdown", None, "Write the report as Markdown.")
+flags.mark_flags_as_required(["bam_dir", "model_names"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        report = build_report(FLAGS.bam_dir, FLAGS.model_names,
+                              FLAGS.bootstrap_samples, FLAGS.seed)
+    except USER_ERRORS + (ReportError,) as e:
+        sys.exit(f"error: {e}")
+    text = format_markdown(report)
+    print(text, end="")
+    if FLAGS.output_json:
+        atomic_write_json(FLAGS.output_json, report)
+    if FLAGS.markdown:
+        atomic_write_text(FLAGS.markdown, text)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,104 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bam_tf import report
+from bam_tf import scoring
+from bam_tf.data.loading import load_split
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.outputs import predictions_path
+from bam_tf.outputs import write_predictions
+from bam_tf.tasks import get_task
+
+from conftest import REPO
+from conftest import debug_config
+
+
+def test_holm_bonferroni_by_hand():
+    # sorted: 0.01 (x4) = 0.04; 0.02 (x3) = 0.06; 0.03 (x2) = 0.06 (kept
+    # monotone); 0.5 (x1) = 0.5
+    np.testing.assert_allclose(
+        report.holm_bonferroni([0.03, 0.5, 0.01, 0.02]),
+        [0.06, 0.5, 0.04, 0.06])
+    np.testing.assert_allclose(report.holm_bonferroni([0.4, 0.6]),
+                               [0.8, 0.8])
+    assert report.holm_bonferroni([0.9, 0.8]).max() == 1.0
+    assert [report.stars(p) for p in (0.0005, 0.005, 0.04, 0.2)] == [
+        "***", "**", "*", ""]
+
+
+def test_summaries_equal_numpy_and_scipy():
+    values = [60.1, 58.3, 62.7, 59.9, 61.0]
+    s = report.summarize(values)
+    assert s["median"] == np.median(values)
+    assert s["std"] == pytest.approx(stats.tstd(values))
+    assert s["mean"] == pytest.approx(np.mean(values))
+    assert (s["min"], s["max"]) == (58.3, 62.7)
+
+
+def test_bootstrap_identical_and_clearly_better():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    same = [np.where(rng.random(400) < 0.7, labels, 1 - labels)]
+    assert report.paired_bootstrap(scoring.accuracy, labels, same, same,
+                                   200) == 1.0
+    better = [np.where(rng.random(400) < 0.9, labels, 1 - labels)]
+    worse = [np.where(rng.random(400) < 0.6, labels, 1 - labels)]
+    assert report.paired_bootstrap(scoring.accuracy, labels, better, worse,
+                                   500) < 0.01
+
+
+def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed):
+    """A model folder with trials' results and dev predictions of a given
+    accuracy on rte."""
+    config = debug_config(bam_dir, glue_dir, name, ["rte"])
+    folder = os.path.join(bam_dir, "models", name)
+    atomic_write_json(os.path.join(folder, "config.json"), config.to_dict())
+    examples = load_split(get_task("rte"), "dev", glue_dir)
+    rng = np.random.default_rng(seed)
+    trials = []
+    for trial, score in enumerate(scores, start=1):
+        right = rng.random(len(examples)) < accuracy
+        predicted = np.where(right, examples.labels, 1 - examples.labels)
+        logits = np.eye(2, dtype=np.float32)[predicted]
+        write_predictions(predictions_path(folder, "rte", "dev", trial),
+                          get_task("rte"), examples, examples.eids, logits)
+        trials.append({"trial": trial, "seed": trial, "avg": score,
+                       "metrics": {"rte": {"accuracy": score,
+                                           "score": score}}})
+    atomic_write_json(os.path.join(folder, "results.json"),
+                      {"trials": trials})
+
+
+def test_report_script(tiny_glue, tmp_path):
+    _fake_model(tmp_path, tiny_glue, "strong", [80, 82, 81, 83, 84], 0.95, 1)
+    _fake_model(tmp_path, tiny_glue, "weak", [60, 61, 59, 62, 58], 0.3, 2)
+    out, md = tmp_path / "report.json", tmp_path / "report.md"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "report.py"),
+         f"--bam_dir={tmp_path}", "--model_names=strong,weak",
+         f"--output_json={out}", f"--markdown={md}",
+         "--bootstrap_samples=300"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    strong = data["models"]["strong"]
+    assert strong["n_trials"] == 5
+    assert strong["median"] == {"rte": 82.0, "avg": 82.0}
+    assert strong["std"]["rte"] == pytest.approx(stats.tstd([80, 82, 81,
+                                                             83, 84]))
+    tests = {(c["task"], c["test"]): c for c in data["comparisons"]}
+    mwu = stats.mannwhitneyu([80, 82, 81, 83, 84], [60, 61, 59, 62, 58],
+                             alternative="two-sided").pvalue
+    assert tests[("rte", "mann_whitney_u")]["p"] == pytest.approx(mwu)
+    assert tests[("avg", "mann_whitney_u")]["p"] == pytest.approx(mwu)
+    assert tests[("rte", "bootstrap")]["p"] < 0.01
+    ps = [c["p"] for c in data["comparisons"]]
+    np.testing.assert_allclose([c["p_holm"] for c in data["comparisons"]],
+                               report.holm_bonferroni(ps))
+    assert "| strong | 5 | 82.0" in md.read_text()
