@@ -83,6 +83,10 @@ class RunConfig:
     # False: pad each batch to its longest member (fast on CPU/GPU).
     # True: pad every batch to max_seq_length (static shapes for TPU).
     pad_to_max_length: bool = False
+    # CPU/GPU: batches of similar lengths, padded to a few bucket lengths.
+    bucket_by_length: bool = False
+    # None (float32), "mixed_float16" (with loss scaling) or "mixed_bfloat16".
+    mixed_precision: Optional[str] = None
     train_batch_size: int = 128
     eval_batch_size: int = 128
     learning_rate: float = 1e-4
@@ -183,6 +187,13 @@ class RunConfig:
         check(not (self.debug and self.pretrained_model),
               "--debug builds a random encoder; it contradicts "
               f"--pretrained_model={self.pretrained_model!r}.")
+        check(not (self.bucket_by_length and self.pad_to_max_length),
+              "--bucket_by_length and --pad_to_max_length exclude each "
+              "other (buckets are for CPU/GPU, fixed length for TPU).")
+        check(self.mixed_precision in (None, "mixed_float16",
+                                       "mixed_bfloat16"),
+              "mixed_precision must be mixed_float16 or mixed_bfloat16, got "
+              f"{self.mixed_precision!r}.")
         check(self.max_seq_length >= 8,
               f"max_seq_length must be >= 8, got {self.max_seq_length}.")
         for name in ("train_batch_size", "eval_batch_size", "num_trials",

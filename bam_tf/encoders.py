@@ -108,14 +108,19 @@ def resolve_pretrained(name, bam_dir=None):
     return "preset", name
 
 
-def load_encoder(pretrained_model, bam_dir=None):
-    """Loads a pretrained encoder and its tokenizer from one source."""
+def load_encoder(pretrained_model, bam_dir=None, dtype=None):
+    """Loads a pretrained encoder and its tokenizer from one source.
+
+    `dtype` is a Keras dtype policy name for the backbone (e.g.
+    "mixed_bfloat16"); None keeps float32.
+    """
     kind, location = resolve_pretrained(pretrained_model, bam_dir)
     if kind == "tf1_checkpoint":
-        backbone, tokenizer = _load_tf1_checkpoint(location)
+        backbone, tokenizer = _load_tf1_checkpoint(location, dtype)
     else:
         try:
-            backbone = keras_hub.models.BertBackbone.from_preset(location)
+            backbone = keras_hub.models.BertBackbone.from_preset(
+                location, dtype=dtype)
             tokenizer = keras_hub.models.BertTokenizer.from_preset(location)
         except Exception as e:
             where = ("keras-hub preset (needs the network to download)"
@@ -128,7 +133,7 @@ def load_encoder(pretrained_model, bam_dir=None):
 
 def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
                         num_layers=2, max_sequence_length=128, seed=1,
-                        vocabulary=None):
+                        vocabulary=None, dtype=None):
     """A tiny random BERT and a WordPiece vocabulary learned from `texts`
     (or the given `vocabulary`, e.g. the one of a run it continues).
 
@@ -145,7 +150,7 @@ def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
         vocabulary_size=len(vocab), num_layers=num_layers,
         num_heads=num_heads, hidden_dim=hidden_size,
         intermediate_dim=4 * hidden_size,
-        max_sequence_length=max_sequence_length)
+        max_sequence_length=max_sequence_length, dtype=dtype)
     return Encoder(backbone, tokenizer, "debug", "debug")
 
 
@@ -216,7 +221,7 @@ def backbone_variable(backbone, layer_name, attribute_path):
     return obj
 
 
-def _load_tf1_checkpoint(folder):
+def _load_tf1_checkpoint(folder, dtype=None):
     with open(os.path.join(folder, "bert_config.json"), encoding="utf-8") as f:
         bert_config = json.load(f)
     prefix = os.path.join(folder, "bert_model.ckpt")
@@ -232,7 +237,7 @@ def _load_tf1_checkpoint(folder):
         intermediate_dim=bert_config["intermediate_size"],
         dropout=bert_config.get("hidden_dropout_prob", 0.1),
         max_sequence_length=bert_config["max_position_embeddings"],
-        num_segments=bert_config.get("type_vocab_size", 2))
+        num_segments=bert_config.get("type_vocab_size", 2), dtype=dtype)
     available = reader.get_variable_to_shape_map()
     for (layer, attr), tf1_name in _tf1_weight_map(
             backbone.num_layers).items():

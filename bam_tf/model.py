@@ -27,6 +27,9 @@ class BamModel(keras.Model):
         distill_temperature: the distillation temperature.
         global_batch_size: the batch size over all replicas; the loss is
             divided by it so that summed replica gradients are the mean.
+        **kwargs: `keras.Model` arguments; `dtype="mixed_float16"` makes
+            `compile` wrap the optimizer in a `LossScaleOptimizer`, which
+            `train_step` uses through `scale_loss` and `apply`.
 
     Example:
     >>> backbone = keras_hub.models.BertBackbone(
@@ -48,12 +51,13 @@ class BamModel(keras.Model):
         self.heads = {}
         for name, num_labels, _ in self.task_specs:
             self.dropouts[name] = keras.layers.Dropout(
-                dropout_rate, name=f"{name}_dropout")
+                dropout_rate, name=f"{name}_dropout",
+                dtype=self.dtype_policy)
             self.heads[name] = keras.layers.Dense(
                 num_labels,
                 kernel_initializer=keras.initializers.TruncatedNormal(
                     stddev=0.02),
-                name=f"{name}_head")
+                name=f"{name}_head", dtype=self.dtype_policy)
         # === Config ===
         self.dropout_rate = dropout_rate
         self.total_steps = int(total_steps)
@@ -75,6 +79,8 @@ class BamModel(keras.Model):
         for name, _, is_regression in self.task_specs:
             x = self.dropouts[name](pooled, training=training)
             x = self.heads[name](x)
+            # Losses, softmax and sigmoid in float32 under mixed precision.
+            x = tf.cast(x, tf.float32)
             outputs[name] = (tf.sigmoid(tf.squeeze(x, -1)) if is_regression
                              else x)
         return outputs

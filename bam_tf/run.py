@@ -122,9 +122,10 @@ def _encoder(config, data, seed):
             data.vocabulary_texts(), config.debug_vocab_size,
             config.debug_hidden_size, config.debug_num_layers,
             max_sequence_length=max(128, config.max_seq_length), seed=seed,
-            vocabulary=vocabulary)
+            vocabulary=vocabulary, dtype=config.mixed_precision)
     keras.utils.set_random_seed(seed)
-    return encoders.load_encoder(config.pretrained_model, config.bam_dir)
+    return encoders.load_encoder(config.pretrained_model, config.bam_dir,
+                                 dtype=config.mixed_precision)
 
 
 def check_model_dir(config, overwrite=False):
@@ -268,7 +269,7 @@ def _init_from_model(model, config, backbone, build_batch):
 @dataclasses.dataclass(frozen=True)
 class Runtime:
     """How a run is carried out, not what it computes (so not part of the
-    saved configuration): checkpoint frequency.
+    saved configuration): checkpoint frequency, XLA.
 
     Attributes:
         save_checkpoints_steps: checkpoint every N steps; None: by time.
@@ -277,6 +278,9 @@ class Runtime:
 
     save_checkpoints_steps: Optional[int] = None
     save_checkpoints_secs: float = 300.0
+    # XLA compiles one program per input shape: pair it with
+    # bucket_by_length or pad_to_max_length. Slower on CPUs (TRAPS.md 3).
+    jit_compile: bool = False
 
 
 def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
@@ -291,6 +295,10 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         The results dict, as written to results.json.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.TPUStrategy) and (
+            not config.pad_to_max_length):
+        raise RunError("TPUs need static shapes: pass --pad_to_max_length "
+                       "(and no --bucket_by_length).")
     tasks = get_tasks(config.task_names)
     if config.init_from_model:
         _check_init_source(config)
@@ -336,7 +344,9 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
         data.tasks, data.train_features, config.train_batch_size, seed,
         config.task_weight_exponent, teachers,
         sequence_length=(config.max_seq_length if config.pad_to_max_length
-                         else None))
+                         else None),
+        bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
+                        if config.bucket_by_length else None))
     epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
                                   config.train_batch_size)
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
@@ -353,7 +363,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
             teacher_annealing=config.teacher_annealing,
             distill_weight=config.distill_weight,
             distill_temperature=config.distill_temperature,
-            global_batch_size=config.train_batch_size)
+            global_batch_size=config.train_batch_size,
+            dtype=config.mixed_precision)
         build_batch = next(iter(train_ds))
         model(build_batch)
         if config.init_from_model:
@@ -363,7 +374,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
                 model, encoder.backbone, config.learning_rate, total_steps,
                 config.warmup_proportion, config.weight_decay_rate,
                 config.lr_decay, config.clip_norm),
-            steps_per_execution=config.steps_per_execution)
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=runtime.jit_compile)
         # Built now so that a checkpoint can restore its slots.
         model.optimizer.build(model.trainable_variables)
     # Dropout's random state is no weight; without it a resumed run would

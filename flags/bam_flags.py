@@ -33,6 +33,9 @@ _HELP = {
     "max_train_examples": "Train on the first N examples of each task.",
     "pad_to_max_length": "Pad every batch to max_seq_length (static shapes, "
                          "TPU).",
+    "bucket_by_length": "Batch examples of similar length, padded to a few "
+                        "bucket lengths (CPU/GPU).",
+    "mixed_precision": "mixed_float16 (loss scaling) or mixed_bfloat16.",
 }
 
 
@@ -68,6 +71,10 @@ def define_flags():
                          "Checkpoint every N steps (default: by time).")
     flags.DEFINE_float("save_checkpoints_secs", 300.0,
                        "Checkpoint every so many seconds of training.")
+    flags.DEFINE_boolean("jit_compile", False,
+                         "XLA-compile the training step (one program per "
+                         "shape: use with --bucket_by_length or "
+                         "--pad_to_max_length).")
     define_task_modules_flag()
 
 
@@ -77,7 +84,8 @@ def runtime(flag_values=None):
     flag_values = flag_values or flags.FLAGS
     return Runtime(
         save_checkpoints_steps=flag_values.save_checkpoints_steps,
-        save_checkpoints_secs=flag_values.save_checkpoints_secs)
+        save_checkpoints_secs=flag_values.save_checkpoints_secs,
+        jit_compile=flag_values.jit_compile)
 
 
 def define_task_modules_flag():

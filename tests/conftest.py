@@ -146,14 +146,15 @@ def tiny_tokenizer():
 
 
 def tiny_backbone(vocabulary_size=len(TINY_VOCAB), hidden=32, layers=2,
-                  max_sequence_length=64, seed=0, dropout=0.1):
+                  max_sequence_length=64, seed=0, dropout=0.1, dtype=None):
     import keras
     import keras_hub
     keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone(
         vocabulary_size=vocabulary_size, num_layers=layers, num_heads=2,
         hidden_dim=hidden, intermediate_dim=2 * hidden,
-        max_sequence_length=max_sequence_length, dropout=dropout)
+        max_sequence_length=max_sequence_length, dropout=dropout,
+        dtype=dtype)
 
 
 def debug_config(bam_dir, glue_dir, model_name, task_names, **overrides):

@@ -93,3 +93,20 @@ def test_mirrored_two_replicas_match_one_device():
     assert loss_2 == pytest.approx(loss_1, abs=1e-5)
     for a, b in zip(weights_1, weights_2):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_without_nan(policy):
+    model = BamModel(tiny_backbone(vocabulary_size=60, seed=0,
+                                   dtype=policy), SPECS,
+                     total_steps=10, global_batch_size=8, dtype=policy)
+    model(next(iter(_dataset())))
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 10))
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.heads["rte"].dtype_policy.name == policy
+    assert model.backbone.dtype_policy.name == policy
+    history = model.fit(_dataset(), epochs=1, steps_per_epoch=6, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    out = model(next(iter(_dataset())))
+    assert out["rte"].dtype == tf.float32

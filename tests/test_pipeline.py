@@ -101,3 +101,39 @@ def test_eval_yields_every_example_once(static):
         assert all(s.shape.is_fully_defined() for s in ds.element_spec.values())
     else:
         assert sizes == [4, 4, 3] and 0.0 not in real
+
+
+def test_bucketing_keeps_task_frequencies_and_few_shapes():
+    tasks = [RTE, STS, MRPC]
+    sizes = [40, 160, 640]
+    features = [fake_features(t, n, length=4 + 20 * i)
+                for i, (t, n) in enumerate(zip(tasks, sizes))]
+    ds, probabilities = pipeline.train_dataset(
+        tasks, features, batch_size=50, seed=1,
+        bucket_lengths=pipeline.bucket_boundaries(64))
+    counts = np.zeros(3)
+    shapes = set()
+    for batch in ds.take(80):  # 4000 examples
+        counts += np.bincount(batch["task_id"].numpy(), minlength=3)
+        shapes.add(batch["token_ids"].shape[1])
+        lengths = batch["padding_mask"].numpy().sum(1)
+        # Padded to the smallest bucket length that holds the longest.
+        assert batch["token_ids"].shape[1] == min(
+            b for b in (16, 32, 64) if b >= lengths.max())
+    assert shapes <= {16, 32, 64}
+    p = stats.chisquare(counts, probabilities * counts.sum()).pvalue
+    assert p > 1e-3, (counts, probabilities * counts.sum())
+    assert pipeline.bucket_boundaries(100) == [16, 32, 64, 100]
+
+
+def test_tpu_mode_shapes_are_fully_static():
+    tasks = [RTE, STS]
+    features = [fake_features(t, 30) for t in tasks]
+    train, _ = pipeline.train_dataset(tasks, features, 8, seed=0,
+                                      sequence_length=32)
+    evals = [pipeline.eval_dataset(t, i, f, 8, 2, sequence_length=32,
+                                   static_batches=True)
+             for i, (t, f) in enumerate(zip(tasks, features))]
+    for ds in [train] + evals:
+        for key, spec in ds.element_spec.items():
+            assert spec.shape.is_fully_defined(), (key, spec)

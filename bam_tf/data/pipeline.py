@@ -87,8 +87,21 @@ def _padded_shapes(element_spec, sequence_length):
             for key, spec in element_spec.items()}
 
 
+def bucket_boundaries(max_seq_length, smallest=16):
+    """Lengths padded to in length bucketing: powers of two from `smallest`
+    up to, and always including, max_seq_length (a handful of shapes, so
+    retracing stays bounded)."""
+    sizes = []
+    size = smallest
+    while size < max_seq_length:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_seq_length]
+
+
 def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
-                  teachers=None, sequence_length=None, shuffle=True):
+                  teachers=None, sequence_length=None, shuffle=True,
+                  bucket_lengths=None):
     """The multi-task training stream: endless, shuffled, mixed, batched.
 
     Args:
@@ -101,6 +114,10 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
         sequence_length: pad every batch to this length (static shapes, as
             TPUs need); None pads each batch to its longest example.
         shuffle: shuffle each task's examples (every pass anew).
+        bucket_lengths: length bucketing (CPU/GPU, never TPU): batches are
+            made of examples of similar length, padded to the smallest of
+            these lengths that holds them. Bucketing regroups the mixed
+            stream after sampling, so task probabilities do not change.
 
     Returns:
         (dataset, probabilities): batches are always full
@@ -123,9 +140,21 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
     else:
         mixed = tf.data.Dataset.sample_from_datasets(
             datasets, weights=probabilities.tolist(), seed=seed)
-    mixed = mixed.padded_batch(
-        batch_size, padded_shapes=_padded_shapes(
-            mixed.element_spec, sequence_length), drop_remainder=True)
+    if bucket_lengths:
+        if sequence_length is not None:
+            raise ValueError("Length bucketing and fixed-length padding "
+                             "exclude each other.")
+        # tf.data buckets are [b_{i-1}, b_i); pad_to_bucket_boundary pads
+        # to b_i - 1, hence the + 1.
+        mixed = mixed.bucket_by_sequence_length(
+            lambda element: tf.shape(element["token_ids"])[0],
+            bucket_boundaries=[b + 1 for b in bucket_lengths],
+            bucket_batch_sizes=[batch_size] * (len(bucket_lengths) + 1),
+            pad_to_bucket_boundary=True, drop_remainder=True)
+    else:
+        mixed = mixed.padded_batch(
+            batch_size, padded_shapes=_padded_shapes(
+                mixed.element_spec, sequence_length), drop_remainder=True)
     return mixed.prefetch(tf.data.AUTOTUNE), probabilities
 
 
