@@ -1,0 +1,107 @@
+r"""Training and prediction throughput of bam-tf against keras-hub's
+`BertTextClassifier.fit`, in one run, on the same encoder, data, batch size
+and optimizer.
+
+    python scripts/benchmark.py --pretrained_model=PATH --glue_dir=DIR \
+        --task_names=sst --num_examples=640 --batch_size=32 \
+        [--output_json=bench.json]
+
+Prints examples/s and real (unpadded) tokens/s for training and prediction,
+peak memory, and the input pipeline's own rate.
+"""
+
+import json
+import os
+import platform
+import sys
+
+import _bootstrap  # noqa: F401
+from absl import app
+from absl import flags
+
+from bam_tf import benchmark
+from bam_tf import encoders
+from bam_tf.data.features import Featurizer
+from bam_tf.data.loading import load_split
+from bam_tf.data.pipeline import bucket_boundaries
+from bam_tf.errors import USER_ERRORS
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.tasks import get_tasks
+
+flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
+flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")
+flags.DEFINE_string("glue_dir", None, "GLUE folder.")
+flags.DEFINE_list("task_names", ["sst"], "Tasks (several: multi-task).")
+flags.DEFINE_integer("num_examples", 640, "Training examples per task.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+flags.DEFINE_integer("steps", None, "Timed steps (default: one pass over "
+                     "the examples).")
+flags.DEFINE_integer("warmup_steps", 3, "Untimed first steps (tracing).")
+flags.DEFINE_integer("keras_hub_steps", None, "Timed keras-hub steps "
+                     "(default: as --steps).")
+flags.DEFINE_boolean("keras_hub", True, "Also run the keras-hub baseline.")
+flags.DEFINE_string("output_json", None, "Write the figures here.")
+flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        tasks = get_tasks(FLAGS.task_names)
+        examples = [load_split(t, "train", FLAGS.glue_dir,
+                               max_examples=FLAGS.num_examples,
+                               double_unordered=False) for t in tasks]
+        encoder = encoders.load_encoder(FLAGS.pretrained_model,
+                                        FLAGS.bam_dir)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+    featurizer = Featurizer(encoder.tokenizer, FLAGS.max_seq_length)
+    features = [featurizer.featurize(e) for e in examples]
+    total = sum(len(f) for f in features)
+    steps = FLAGS.steps or max(1, total // FLAGS.batch_size)
+    results = {
+        "command": " ".join(sys.argv),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "tasks": FLAGS.task_names, "examples": total,
+        "batch_size": FLAGS.batch_size,
+        "max_seq_length": FLAGS.max_seq_length,
+        "input_pipeline_examples_per_s":
+            benchmark.input_pipeline_throughput(
+                tasks, features, FLAGS.batch_size),
+    }
+    print(f"input pipeline: {results['input_pipeline_examples_per_s']:.0f} "
+          "examples/s", flush=True)
+    results["bam_tf"] = benchmark.bam_tf_throughput(
+        encoder.backbone, tasks, features, FLAGS.batch_size, steps,
+        FLAGS.warmup_steps)
+    print(benchmark.summary_line("bam_tf", results["bam_tf"]), flush=True)
+    results["bam_tf_bucketed"] = benchmark.bam_tf_throughput(
+        encoders.load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir).backbone,
+        tasks, features, FLAGS.batch_size, steps, FLAGS.warmup_steps,
+        bucket_lengths=bucket_boundaries(FLAGS.max_seq_length))
+    print(benchmark.summary_line("bam_tf_bucketed",
+                                 results["bam_tf_bucketed"]), flush=True)
+    if FLAGS.keras_hub and not tasks[0].is_regression:
+        fresh = encoders.load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir)
+        results["keras_hub"] = benchmark.keras_hub_throughput(
+            fresh.backbone, fresh.tokenizer, tasks[0], examples[0],
+            FLAGS.batch_size, FLAGS.keras_hub_steps or steps,
+            FLAGS.warmup_steps, FLAGS.max_seq_length)
+        print(benchmark.summary_line("keras_hub", results["keras_hub"]),
+              flush=True)
+        results["speedup_vs_keras_hub"] = (
+            results["bam_tf"]["train_examples_per_s"]
+            / results["keras_hub"]["train_examples_per_s"])
+    if FLAGS.output_json:
+        atomic_write_json(FLAGS.output_json, results)
+    print(json.dumps({k: v for k, v in results.items()
+                      if k.startswith("speedup") or k == "input_pipeline_"
+                      "examples_per_s"}))
+
+
+if __name__ == "__main__":
+    app.run(main)
