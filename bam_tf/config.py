@@ -47,6 +47,7 @@ PRESETS = {
 }
 
 DATA_SOURCES = ("tsv", "tfds")
+PADDINGS = ("buckets", "longest", "max_length")
 
 
 class ConfigError(ValueError):
@@ -80,11 +81,11 @@ class RunConfig:
     debug_num_layers: int = 2
     debug_vocab_size: int = 1000
     max_seq_length: int = 128
-    # False: pad each batch to its longest member (fast on CPU/GPU).
-    # True: pad every batch to max_seq_length (static shapes for TPU).
-    pad_to_max_length: bool = False
-    # CPU/GPU: batches of similar lengths, padded to a few bucket lengths.
-    bucket_by_length: bool = False
+    # "buckets": batches of similar lengths, padded to a few bucket lengths
+    # (fastest on CPU/GPU); "longest": each batch padded to its longest
+    # example; "max_length": every batch padded to max_seq_length (static
+    # shapes, as TPUs need).
+    padding: str = "buckets"
     # None (float32), "mixed_float16" (with loss scaling) or "mixed_bfloat16".
     mixed_precision: Optional[str] = None
     train_batch_size: int = 128
@@ -187,9 +188,8 @@ class RunConfig:
         check(not (self.debug and self.pretrained_model),
               "--debug builds a random encoder; it contradicts "
               f"--pretrained_model={self.pretrained_model!r}.")
-        check(not (self.bucket_by_length and self.pad_to_max_length),
-              "--bucket_by_length and --pad_to_max_length exclude each "
-              "other (buckets are for CPU/GPU, fixed length for TPU).")
+        check(self.padding in PADDINGS,
+              f"padding must be one of {PADDINGS}, got {self.padding!r}.")
         check(self.mixed_precision in (None, "mixed_float16",
                                        "mixed_bfloat16"),
               "mixed_precision must be mixed_float16 or mixed_bfloat16, got "

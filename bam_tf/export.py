@@ -12,14 +12,13 @@ import json
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from bam_tf import encoders
 from bam_tf.config import RunConfig
 from bam_tf.data.features import Featurizer
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model import BamModel
+from bam_tf.run import build_encoder
 from bam_tf.tasks import get_tasks
 
 TASKS_FILE = "bam_tasks.json"
@@ -40,18 +39,12 @@ def load_trained_model(model_dir, trial=1):
                               f"{trial}) first.")
     config = RunConfig.from_json(config_path)
     tasks = get_tasks(config.task_names)
-    if config.debug:
+    vocabulary = None
+    if config.debug:  # the debug vocabulary was learned from the data
         with open(os.path.join(model_dir, "vocab.txt"),
                   encoding="utf-8") as f:
             vocabulary = f.read().splitlines()
-        encoder = encoders.build_debug_encoder(
-            [], config.debug_vocab_size, config.debug_hidden_size,
-            config.debug_num_layers,
-            max_sequence_length=max(128, config.max_seq_length),
-            vocabulary=vocabulary)
-    else:
-        encoder = encoders.load_encoder(config.pretrained_model,
-                                        config.bam_dir)
+    encoder = build_encoder(config, vocabulary=vocabulary)
     model = BamModel(encoder.backbone,
                      [(t.name, t.num_labels, t.is_regression) for t in tasks])
     dummy = tf.ones([1, 4], tf.int32)

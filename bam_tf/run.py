@@ -109,23 +109,29 @@ def _check_init_source(config):
     return source
 
 
-def _encoder(config, data, seed):
+def build_encoder(config, seed=1, texts=(), vocabulary=None):
+    """The run's encoder: pretrained, or the debug encoder (vocabulary
+    learned from `texts`, or the given one)."""
     if config.debug:
-        vocabulary = None
-        if config.init_from_model:
-            # The debug vocabulary is learned from the data: take the one
-            # the source model was trained with.
-            with open(os.path.join(_source_dir(config), "vocab.txt"),
-                      encoding="utf-8") as f:
-                vocabulary = f.read().splitlines()
         return encoders.build_debug_encoder(
-            data.vocabulary_texts(), config.debug_vocab_size,
-            config.debug_hidden_size, config.debug_num_layers,
+            texts, config.debug_vocab_size, config.debug_hidden_size,
+            config.debug_num_layers,
             max_sequence_length=max(128, config.max_seq_length), seed=seed,
             vocabulary=vocabulary, dtype=config.mixed_precision)
     keras.utils.set_random_seed(seed)
     return encoders.load_encoder(config.pretrained_model, config.bam_dir,
                                  dtype=config.mixed_precision)
+
+
+def _encoder(config, data, seed):
+    vocabulary = None
+    if config.debug and config.init_from_model:
+        # The debug vocabulary is learned from the data: take the one the
+        # source model was trained with.
+        with open(os.path.join(_source_dir(config), "vocab.txt"),
+                  encoding="utf-8") as f:
+            vocabulary = f.read().splitlines()
+    return build_encoder(config, seed, data.vocabulary_texts(), vocabulary)
 
 
 def check_model_dir(config, overwrite=False):
@@ -187,11 +193,11 @@ def format_results(results):
 def predict_split(model, task, task_id, features, config, label_slots):
     """(eids, outputs) of one split: logits, or regression predictions on
     the label scale; padding examples dropped."""
+    static = config.padding == "max_length"
     dataset = pipeline.eval_dataset(
         task, task_id, features, config.eval_batch_size, label_slots,
-        sequence_length=(config.max_seq_length if config.pad_to_max_length
-                         else None),
-        static_batches=config.pad_to_max_length)
+        sequence_length=config.max_seq_length if static else None,
+        static_batches=static)
     result = model.predict(dataset, verbose=0)
     real = result["is_real"] > 0
     outputs = np.asarray(result["outputs"][task.name])[real]
@@ -279,7 +285,7 @@ class Runtime:
     save_checkpoints_steps: Optional[int] = None
     save_checkpoints_secs: float = 300.0
     # XLA compiles one program per input shape: pair it with
-    # bucket_by_length or pad_to_max_length. Slower on CPUs (TRAPS.md 3).
+    # padding "buckets" or "max_length". Slower on CPUs (TRAPS.md 3).
     jit_compile: bool = False
 
 
@@ -296,9 +302,9 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     """
     strategy = strategy or tf.distribute.get_strategy()
     if isinstance(strategy, tf.distribute.TPUStrategy) and (
-            not config.pad_to_max_length):
-        raise RunError("TPUs need static shapes: pass --pad_to_max_length "
-                       "(and no --bucket_by_length).")
+            config.padding != "max_length"):
+        raise RunError("TPUs need static shapes: pass "
+                       "--padding=max_length.")
     tasks = get_tasks(config.task_names)
     if config.init_from_model:
         _check_init_source(config)
@@ -343,10 +349,10 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
     train_ds, probabilities = pipeline.train_dataset(
         data.tasks, data.train_features, config.train_batch_size, seed,
         config.task_weight_exponent, teachers,
-        sequence_length=(config.max_seq_length if config.pad_to_max_length
-                         else None),
+        sequence_length=(config.max_seq_length
+                         if config.padding == "max_length" else None),
         bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
-                        if config.bucket_by_length else None))
+                        if config.padding == "buckets" else None))
     epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
                                   config.train_batch_size)
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))

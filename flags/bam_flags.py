@@ -31,10 +31,9 @@ _HELP = {
     "lr_decay": "Layer-wise learning-rate decay alpha.",
     "task_weight_exponent": "Sample tasks in proportion to |D|^exponent.",
     "max_train_examples": "Train on the first N examples of each task.",
-    "pad_to_max_length": "Pad every batch to max_seq_length (static shapes, "
-                         "TPU).",
-    "bucket_by_length": "Batch examples of similar length, padded to a few "
-                        "bucket lengths (CPU/GPU).",
+    "padding": "buckets (similar lengths batched, padded to 16, 32, ...; "
+               "CPU/GPU), longest (each batch to its longest), max_length "
+               "(static shapes, TPU).",
     "mixed_precision": "mixed_float16 (loss scaling) or mixed_bfloat16.",
 }
 
@@ -73,8 +72,8 @@ def define_flags():
                        "Checkpoint every so many seconds of training.")
     flags.DEFINE_boolean("jit_compile", False,
                          "XLA-compile the training step (one program per "
-                         "shape: use with --bucket_by_length or "
-                         "--pad_to_max_length).")
+                         "shape: use with --padding=buckets or "
+                         "max_length).")
     define_task_modules_flag()
 
 

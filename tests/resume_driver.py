@@ -50,7 +50,7 @@ def main(bam_dir, glue_dir, mode):
         outputs_lib.write_predictions = write_some_then_die
     config = debug_config(bam_dir, glue_dir, "resume", ["rte", "sts"],
                           num_trials=2, num_train_epochs=3,
-                          pad_to_max_length=True)
+                          padding="max_length")
     run.train_and_evaluate(
         config, verbose=0,
         runtime=run.Runtime(save_checkpoints_steps=5))

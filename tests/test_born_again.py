@@ -13,7 +13,7 @@ from bam_tf import recipes
 from bam_tf.outputs import read_predictions
 
 TASKS = ["rte", "sts"]
-FAST = {"max_seq_length": 32, "pad_to_max_length": True,
+FAST = {"max_seq_length": 32, "padding": "max_length",
         "debug_hidden_size": 32, "debug_vocab_size": 200,
         "num_train_epochs": 3.0, "learning_rate": 3e-3,
         "eval_each_epoch": False, "n_writes_test": 1}

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.export import export_model
 from bam_tf.outputs import read_predictions
 from bam_tf.run import train_and_evaluate
 from bam_tf.tasks import get_task
@@ -22,7 +21,7 @@ from conftest import debug_config
 def exported(tiny_glue, tmp_path_factory):
     bam = tmp_path_factory.mktemp("bam")
     config = debug_config(bam, tiny_glue, "served", ["rte", "sts"],
-                          pad_to_max_length=True, num_train_epochs=2,
+                          padding="max_length", num_train_epochs=2,
                           n_writes_distill=0)
     train_and_evaluate(config, verbose=0)
     model_dir = os.path.join(bam, "models", "served")

@@ -19,7 +19,7 @@ from conftest import debug_config
 
 def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     config = debug_config(tmp_path, tiny_glue, "mnli", ["mnli", "rte"],
-                          pad_to_max_length=True, eval_batch_size=4)
+                          padding="max_length", eval_batch_size=4)
     tasks = get_tasks(config.task_names)
     data = run.RunData(config, tasks)
     encoder = run._encoder(config, data, seed=1)

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bam_tf.data.examples import Examples
 from bam_tf.data.features import Features
 from bam_tf.data import pipeline
 from bam_tf.data.sampling import steps_per_epoch

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from bam_tf import losses
 from bam_tf import run
 from bam_tf.callbacks import NonFiniteLossError
 
@@ -70,7 +69,7 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path):
 
 def test_same_seed_same_results_to_the_last_digit(tiny_glue, tmp_path):
     config = debug_config(tmp_path, tiny_glue, "a", ["rte"],
-                          pad_to_max_length=True, n_writes_test=0,
+                          padding="max_length", n_writes_test=0,
                           n_writes_distill=0, num_train_epochs=2)
     first = run.train_and_evaluate(config, verbose=0)["trials"]
     second = run.train_and_evaluate(config.replace(model_name="b"),
@@ -92,7 +91,7 @@ def test_nan_loss_stops_naming_step_and_task(tiny_glue, tmp_path,
         return outputs
     monkeypatch.setattr(BamModel, "call", poisoned)
     config = debug_config(tmp_path, tiny_glue, "nan", ["rte"],
-                          pad_to_max_length=True, num_train_epochs=3)
+                          padding="max_length", num_train_epochs=3)
     with pytest.raises(NonFiniteLossError,
                        match=r"loss became nan at step 7 \(task rte\)"):
         run.train_and_evaluate(

@@ -18,7 +18,7 @@ from conftest import debug_config
 from conftest import tiny_backbone
 
 FAST_FLAGS = ["--flagfile=" + os.path.join(REPO, "flags", "debug.cfg"),
-              "--max_seq_length=32", "--pad_to_max_length",
+              "--max_seq_length=32", "--padding=max_length",
               "--debug_hidden_size=32", "--debug_vocab_size=200",
               "--num_train_epochs=2", "--noeval_each_epoch",
               "--n_writes_test=0", "--n_writes_distill=0"]
@@ -86,7 +86,7 @@ def test_loss_falls_dev_scores_logged(tiny_glue, tmp_path):
     config = debug_config(tmp_path, tiny_glue, "learn", ["sts"],
                           num_train_epochs=20, learning_rate=1e-3,
                           eval_each_epoch=True,
-                          bucket_by_length=True, n_writes_test=0,
+                          padding="buckets", n_writes_test=0,
                           n_writes_distill=0)
     [trial] = train_and_evaluate(config, verbose=0)["trials"]
     losses = trial["train_loss"]
@@ -134,7 +134,7 @@ def _backbone_weights(path):
 def test_single_task_finetuning_from_multi_task_weights(tmp_path,
                                                         tiny_glue):
     """Paper Table 3: start from the multi-task model's encoder and head."""
-    fast = {"pad_to_max_length": True, "num_train_epochs": 1,
+    fast = {"padding": "max_length", "num_train_epochs": 1,
             "n_writes_test": 0, "n_writes_distill": 0}
     train_and_evaluate(debug_config(tmp_path, tiny_glue, "mt",
                                     ["rte", "sts"], **fast), verbose=0)
