@@ -64,6 +64,15 @@ class RunData:
                 except DataError as e:
                     logging.warning("No %s predictions for %s: %s",
                                     split, task.name, e)
+        # Teacher targets joined to the training examples by id, read once
+        # and checked before any training starts.
+        self.teachers = {}
+        teachers = dict(config.teachers) if config.distill else {}
+        for task, examples in zip(tasks, self.train_examples):
+            if task.name in teachers:
+                self.teachers[task.name] = teacher_targets(
+                    config.bam_dir, teachers[task.name], task, examples,
+                    config.teacher_trials)
         self.train_features = None  # set by featurize, once per run
         self.eval_features = None
 
@@ -206,50 +215,84 @@ def predict_split(model, task, task_id, features, config, label_slots):
     return result["eid"][real].astype(np.int64), outputs
 
 
-def evaluate(model, data, config):
-    """{task: metrics} over each task's dev split(s), and the average."""
+def _split_data(data, task_id, split):
+    """(examples, features) of one split of the run's task_id-th task."""
+    if split == "train":
+        return data.train_examples[task_id], data.train_features[task_id]
+    key = (data.tasks[task_id].name, split)
+    return data.eval_examples[key], data.eval_features[key]
+
+
+def predict_splits(model, data, config, splits):
+    """{(task, split): (eids, outputs)} for the given (task_id, split)s."""
     slots = pipeline.num_label_slots(data.tasks)
+    predictions = {}
+    for task_id, split in splits:
+        task = data.tasks[task_id]
+        _, features = _split_data(data, task_id, split)
+        predictions[(task.name, split)] = predict_split(
+            model, task, task_id, features, config, slots)
+    return predictions
+
+
+def _dev_splits(data):
+    return [(i, split) for i, task in enumerate(data.tasks)
+            for split in task.dev_splits]
+
+
+def evaluate(model, data, config, predictions=None):
+    """{task: metrics} over each task's dev split(s), and the average.
+
+    `predictions` (from `predict_splits`) saves predicting the dev splits
+    again when they are at hand.
+    """
+    if predictions is None:
+        predictions = predict_splits(model, data, config, _dev_splits(data))
     scores = {}
-    for task_id, task in enumerate(data.tasks):
-        for i, split in enumerate(task.dev_splits):
-            features = data.eval_features[(task.name, split)]
-            eids, outputs = predict_split(model, task, task_id, features,
-                                          config, slots)
-            # Both sides sorted by example id line up row for row.
-            metrics = scoring.score_split(
-                task, features.labels[np.argsort(features.eids)],
-                outputs[np.argsort(eids)])
-            if i == 0:
-                scores[task.name] = metrics
-            else:  # MNLI mismatched: beside matched, not in the average
-                scores[task.name].update(
-                    {f"{k}_{split}": v for k, v in metrics.items()})
+    for task_id, split in _dev_splits(data):
+        task = data.tasks[task_id]
+        _, features = _split_data(data, task_id, split)
+        eids, outputs = predictions[(task.name, split)]
+        # Both sides sorted by example id line up row for row.
+        metrics = scoring.score_split(
+            task, features.labels[np.argsort(features.eids)],
+            outputs[np.argsort(eids)])
+        if split == task.dev_splits[0]:
+            scores[task.name] = metrics
+        else:  # MNLI mismatched: beside matched, not in the average
+            scores[task.name].update(
+                {f"{k}_{split}": v for k, v in metrics.items()})
     return scores, scoring.glue_average(scores, data.tasks)
 
 
-def _write_outputs(model, data, config, mdir, trial):
-    slots = pipeline.num_label_slots(data.tasks)
+def _output_splits(data, config, trial):
+    """The splits a trial writes predictions of: train for the first
+    n_writes_distill trials, dev and test for the first n_writes_test."""
+    splits = []
     for task_id, task in enumerate(data.tasks):
-        splits = []
         if trial <= config.n_writes_distill:
-            splits.append(("train", data.train_examples[task_id],
-                           data.train_features[task_id]))
+            splits.append((task_id, "train"))
         if trial <= config.n_writes_test:
-            for split in task.dev_splits + task.test_splits:
-                if (task.name, split) in data.eval_features:
-                    splits.append((split, data.eval_examples[(task.name, split)],
-                                   data.eval_features[(task.name, split)]))
-        for split, examples, features in splits:
-            eids, outputs = predict_split(model, task, task_id, features,
-                                          config, slots)
-            outputs_lib.write_predictions(
-                outputs_lib.predictions_path(mdir, task.name, split, trial),
-                task, examples, eids, outputs)
-            if split in task.submission_files:
-                outputs_lib.write_glue_submission(
-                    os.path.join(mdir, "outputs", "glue", str(trial),
-                                 task.submission_files[split]),
-                    task, eids, outputs)
+            splits += [(task_id, split)
+                       for split in task.dev_splits + task.test_splits
+                       if (task.name, split) in data.eval_features]
+    return splits
+
+
+def write_outputs(data, mdir, trial, predictions, splits):
+    """Prediction files and GLUE submission files of `splits`."""
+    for task_id, split in splits:
+        task = data.tasks[task_id]
+        examples, _ = _split_data(data, task_id, split)
+        eids, outputs = predictions[(task.name, split)]
+        outputs_lib.write_predictions(
+            outputs_lib.predictions_path(mdir, task.name, split, trial),
+            task, examples, eids, outputs)
+        if split in task.submission_files:
+            outputs_lib.write_glue_submission(
+                os.path.join(mdir, "outputs", "glue", str(trial),
+                             task.submission_files[split]),
+                task, eids, outputs)
 
 
 def _init_from_model(model, config, backbone, build_batch):
@@ -339,16 +382,9 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
         data.featurize(encoder.tokenizer)
         atomic_write_text(os.path.join(mdir, "vocab.txt"), "\n".join(
             encoder.tokenizer.get_vocabulary()) + "\n")
-    teachers = {}
-    if config.distill:
-        for task_id, task in enumerate(data.tasks):
-            if task.name in dict(config.teachers):
-                teachers[task.name] = teacher_targets(
-                    config.bam_dir, dict(config.teachers)[task.name], task,
-                    data.train_examples[task_id], config.teacher_trials)
     train_ds, probabilities = pipeline.train_dataset(
         data.tasks, data.train_features, config.train_batch_size, seed,
-        config.task_weight_exponent, teachers,
+        config.task_weight_exponent, data.teachers,
         sequence_length=(config.max_seq_length
                          if config.padding == "max_length" else None),
         bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
@@ -409,8 +445,12 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
     tmp = weights[:-len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(tmp)
     os.replace(tmp, weights)
-    scores, avg = evaluate(model, data, config)
-    _write_outputs(model, data, config, mdir, trial)
+    splits = _output_splits(data, config, trial)
+    predictions = predict_splits(
+        model, data, config,
+        _dev_splits(data) + [s for s in splits if s not in _dev_splits(data)])
+    scores, avg = evaluate(model, data, config, predictions)
+    write_outputs(data, mdir, trial, predictions, splits)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
             "steps": total_steps, "train_loss": history_losses}

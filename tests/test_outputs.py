@@ -34,7 +34,10 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
         (scores["mnli"]["score"] + scores["rte"]["score"]) / 2)
     # Scores equal those recomputed from the written dev predictions.
     mdir = str(tmp_path / "out")
-    run._write_outputs(model, data, config, mdir, trial=1)
+    splits = run._output_splits(data, config, trial=1)
+    predictions = run.predict_splits(model, data, config, splits)
+    assert run.evaluate(model, data, config, predictions) == (scores, avg)
+    run.write_outputs(data, mdir, 1, predictions, splits)
     dev = read_predictions(os.path.join(
         mdir, "outputs", "mnli_dev_mismatched_predictions_1.npz"))
     labels = data.eval_features[("mnli", "dev_mismatched")].labels
