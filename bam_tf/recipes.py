@@ -133,7 +133,10 @@ def comparison_table(configs):
     for config in configs:
         scores, n = _median_scores(config)
         rows.append({"name": config.model_name, "n_trials": n,
-                     "scores": scores})
+                     "scores": scores,
+                     # Plain single-task models: the baseline row.
+                     "single_task": len(config.task_names) == 1
+                     and not config.distill})
     return {"tasks": tasks, "models": rows}
 
 
@@ -152,9 +155,9 @@ def format_table(table):
             cells.append(f"{value:8.2f}" if value is not None else " " * 8)
         lines.append(f"{row['name']:<{width}} {row['n_trials']:>6} "
                      + " ".join(cells))
-        task_cols = [c for c in row["scores"] if c != "avg"]
-        if len(task_cols) == 1 and row["name"].endswith("-single"):
-            singles[task_cols[0]] = row["scores"][task_cols[0]]
+        if row["single_task"]:
+            [task] = [c for c in row["scores"] if c != "avg"]
+            singles[task] = row["scores"][task]
     if len(singles) == len(table["tasks"]) and len(singles) > 1:
         avg = np.mean([v for t, v in singles.items() if t != "wnli"]
                       or list(singles.values()))

@@ -127,3 +127,16 @@ def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
     table = recipes.run_recipe("single_to_multi", "t", TASKS, values,
                                debug=True, verbose=0)
     assert len(table["models"]) == 3
+
+
+def test_table_gathers_only_plain_single_task_models():
+    row = lambda name, task, score, single: {
+        "name": name, "n_trials": 3, "single_task": single,
+        "scores": {task: score, "avg": score}}
+    table = {"tasks": ["rte", "sts"], "models": [
+        row("p-rte-single", "rte", 60.0, True),
+        row("p-sts-single", "sts", 80.0, True),
+        row("p-rte-s2m-to-single", "rte", 99.0, False),
+        row("p-sts-s2m-to-single", "sts", 99.0, False)]}
+    last = recipes.format_table(table).splitlines()[-1]
+    assert last.split()[-3:] == ["60.00", "80.00", "70.00"]
