@@ -154,6 +154,20 @@ def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
     return Encoder(backbone, tokenizer, "debug", "debug")
 
 
+# Texts per task and column the debug vocabulary is learned from.
+DEBUG_VOCAB_TEXTS = 2000
+
+
+def debug_vocabulary_texts(examples_list):
+    """The training texts a debug vocabulary is learned from: the first
+    DEBUG_VOCAB_TEXTS of each column of each task."""
+    texts = []
+    for examples in examples_list:
+        texts += examples.text_a[:DEBUG_VOCAB_TEXTS]
+        texts += (examples.text_b or [])[:DEBUG_VOCAB_TEXTS]
+    return texts
+
+
 def debug_vocabulary(texts, vocabulary_size):
     """A WordPiece vocabulary for the debug encoder: the special tokens,
     every character seen (alone and as a `##` continuation, so nothing maps

@@ -34,10 +34,6 @@ from bam_tf.optimization import build_optimizer
 from bam_tf.tasks import get_tasks
 from bam_tf.teachers import teacher_targets
 
-# Texts per task the debug vocabulary is learned from.
-_DEBUG_VOCAB_TEXTS = 2000
-
-
 class RunError(ValueError):
     pass
 
@@ -77,11 +73,7 @@ class RunData:
         self.eval_features = None
 
     def vocabulary_texts(self):
-        texts = []
-        for examples in self.train_examples:
-            texts += examples.text_a[:_DEBUG_VOCAB_TEXTS]
-            texts += (examples.text_b or [])[:_DEBUG_VOCAB_TEXTS]
-        return texts
+        return encoders.debug_vocabulary_texts(self.train_examples)
 
     def featurize(self, tokenizer):
         featurizer = Featurizer(tokenizer, self.config.max_seq_length)
@@ -446,9 +438,9 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
     model.save_weights(tmp)
     os.replace(tmp, weights)
     splits = _output_splits(data, config, trial)
+    dev = _dev_splits(data)
     predictions = predict_splits(
-        model, data, config,
-        _dev_splits(data) + [s for s in splits if s not in _dev_splits(data)])
+        model, data, config, dev + [s for s in splits if s not in dev])
     scores, avg = evaluate(model, data, config, predictions)
     write_outputs(data, mdir, trial, predictions, splits)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)

@@ -46,11 +46,9 @@ def main(argv):
             from bam_tf import encoders
             from bam_tf.data.loading import load_split
             if FLAGS.debug:
-                texts = []
-                for task in tasks:
-                    e = load_split(task, "train", FLAGS.glue_dir,
-                                   FLAGS.data_source)
-                    texts += e.text_a[:2000] + (e.text_b or [])[:2000]
+                texts = encoders.debug_vocabulary_texts(
+                    [load_split(task, "train", FLAGS.glue_dir,
+                                FLAGS.data_source) for task in tasks])
                 tokenizer = encoders.build_debug_encoder(texts).tokenizer
             else:
                 tokenizer = encoders.load_encoder(
