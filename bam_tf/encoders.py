@@ -133,7 +133,7 @@ def load_encoder(pretrained_model, bam_dir=None, dtype=None):
 
 def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
                         num_layers=2, max_sequence_length=128, seed=1,
-                        vocabulary=None, dtype=None):
+                        vocabulary=None, dtype=None, dropout=0.1):
     """A tiny random BERT and a WordPiece vocabulary learned from `texts`
     (or the given `vocabulary`, e.g. the one of a run it continues).
 
@@ -150,7 +150,8 @@ def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
         vocabulary_size=len(vocab), num_layers=num_layers,
         num_heads=num_heads, hidden_dim=hidden_size,
         intermediate_dim=4 * hidden_size,
-        max_sequence_length=max_sequence_length, dtype=dtype)
+        max_sequence_length=max_sequence_length, dropout=dropout,
+        dtype=dtype)
     return Encoder(backbone, tokenizer, "debug", "debug")
 
 

@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from bam_tf import losses
+from bam_tf.distribute import is_multi_worker
 from bam_tf.data.pipeline import TOKEN_KEYS
 
 
@@ -119,12 +120,33 @@ class BamModel(keras.Model):
         logs = {m.name: m.result() for m in self.metrics}
         logs["lambda"] = lam
         logs["learning_rate"] = self.optimizer.learning_rate
-        return logs
+        return self._reducible(logs)
 
     def test_step(self, data):
         outputs = self(data, training=False)
         self._batch_losses(data, outputs, tf.constant(1.0))
-        return {m.name: m.result() for m in self.metrics}
+        return self._reducible({m.name: m.result() for m in self.metrics})
+
+    def _reducible(self, logs):
+        # keras#20585 (TRAPS.md 2): under MultiWorkerMirroredStrategy Keras
+        # reduces logs with strategy.reduce("MEAN", v, axis=0), which fails
+        # on scalars; a leading axis of 1 reduces to the scalar mean.
+        if not is_multi_worker(self.distribute_strategy):
+            return logs
+        return {k: tf.reshape(tf.cast(v, tf.float32), [1])
+                for k, v in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # keras#20585 (TRAPS.md 2): under a strategy Keras reduces the first
+        # distributed batch to build the model, which fails for
+        # MultiWorkerMirroredStrategy (and for boolean inputs). run.py
+        # builds the model and its optimizer under the scope before fit,
+        # so there is nothing left to build.
+        if self.built and self.optimizer is not None and (
+                self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator,
+                                      data_batch=data_batch)
 
     def predict_step(self, data):
         outputs = self(data, training=False)

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import shutil
+import tempfile
+import weakref
 from typing import Optional
 
 import keras
@@ -27,6 +29,8 @@ from bam_tf.data.features import Featurizer
 from bam_tf.data.features import cached_features
 from bam_tf.data.loading import load_split
 from bam_tf.data.sampling import steps_per_epoch
+from bam_tf.distribute import is_chief
+from bam_tf.distribute import is_multi_worker
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.model import BamModel
@@ -111,14 +115,16 @@ def _check_init_source(config):
 
 
 def build_encoder(config, seed=1, texts=(), vocabulary=None):
-    """The run's encoder: pretrained, or the debug encoder (vocabulary
-    learned from `texts`, or the given one)."""
+    """The run's encoder: pretrained (its dropout as its checkpoint sets
+    it), or the debug encoder (vocabulary learned from `texts`, or the given
+    one; dropout_rate inside it as in the heads)."""
     if config.debug:
         return encoders.build_debug_encoder(
             texts, config.debug_vocab_size, config.debug_hidden_size,
             config.debug_num_layers,
             max_sequence_length=max(128, config.max_seq_length), seed=seed,
-            vocabulary=vocabulary, dtype=config.mixed_precision)
+            vocabulary=vocabulary, dtype=config.mixed_precision,
+            dropout=config.dropout_rate)
     keras.utils.set_random_seed(seed)
     return encoders.load_encoder(config.pretrained_model, config.bam_dir,
                                  dtype=config.mixed_precision)
@@ -199,12 +205,29 @@ def predict_split(model, task, task_id, features, config, label_slots):
         task, task_id, features, config.eval_batch_size, label_slots,
         sequence_length=config.max_seq_length if static else None,
         static_batches=static)
-    result = model.predict(dataset, verbose=0)
+    result = _predict(model, dataset)
     real = result["is_real"] > 0
     outputs = np.asarray(result["outputs"][task.name])[real]
     if task.is_regression:
         outputs = task.unscale(outputs)
     return result["eid"][real].astype(np.int64), outputs
+
+
+_LOCAL_PREDICT = weakref.WeakKeyDictionary()
+
+
+def _predict(model, dataset):
+    if not is_multi_worker(model.distribute_strategy):
+        return model.predict(dataset, verbose=0)
+    # Under MultiWorkerMirroredStrategy model.predict makes every worker
+    # take part in each batch; the chief predicts alone instead, reading its
+    # copy of the (synchronised) weights.
+    if model not in _LOCAL_PREDICT:
+        _LOCAL_PREDICT[model] = tf.function(model.predict_step,
+                                            reduce_retracing=True)
+    parts = [_LOCAL_PREDICT[model](batch) for batch in dataset]
+    return tf.nest.map_structure(
+        lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
 def _split_data(data, task_id, split):
@@ -343,6 +366,8 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     tasks = get_tasks(config.task_names)
     if config.init_from_model:
         _check_init_source(config)
+    if not is_chief(strategy):
+        return _run_worker(config, tasks, strategy, runtime)
     mdir = check_model_dir(config, overwrite)
     data = RunData(config, tasks)
     results = load_results(mdir)
@@ -363,15 +388,42 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     return results
 
 
-def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
+def _run_worker(config, tasks, strategy, runtime):
+    """A non-chief worker: trains each trial the chief trains, in step with
+    it, and writes only to a scratch folder (saving takes every worker, as
+    checkpoints may need collective reads)."""
+    mdir = config_lib.model_dir(config)
+    done = {t["trial"] for t in load_results(mdir)["trials"]}
+    data = RunData(config, tasks)
+    scratch = tempfile.mkdtemp(prefix="bam_tf_worker_")
+    try:
+        for trial in range(1, config.num_trials + 1):
+            if trial not in done:
+                _run_trial(config, data, mdir, trial,
+                           config.seed + trial - 1, strategy, runtime,
+                           verbose=0, scratch=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+
+def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
+               scratch=None):
+    """Trains and scores one trial; returns its record. With `scratch`
+    (a non-chief worker), only trains: it reads the chief's checkpoints and
+    writes its own to `scratch`."""
     keras.utils.set_random_seed(seed)
-    encoder = _encoder(config, data, seed)
+    # Every variable, the encoder's too, must be made under the strategy's
+    # scope to be mirrored (and to get its optimizer slots beside it).
+    with strategy.scope():
+        encoder = _encoder(config, data, seed)
     if config.max_seq_length > encoder.position_limit:
         raise RunError(
             f"max_seq_length {config.max_seq_length} exceeds the encoder's "
             f"position limit {encoder.position_limit} ({encoder.source}).")
     if data.train_features is None:
         data.featurize(encoder.tokenizer)
+    if scratch is None:
         atomic_write_text(os.path.join(mdir, "vocab.txt"), "\n".join(
             encoder.tokenizer.get_vocabulary()) + "\n")
     train_ds, probabilities = pipeline.train_dataset(
@@ -418,21 +470,26 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
                    if v.name == "seed_generator_state"]
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                      seed_states=seed_states)
+    checkpoints = os.path.join(mdir, "checkpoints", f"trial_{trial}")
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(mdir, "checkpoints", f"trial_{trial}"),
-        max_to_keep=2)
+        checkpoint, os.path.join(scratch, f"trial_{trial}") if scratch
+        else checkpoints, max_to_keep=2)
+    latest = tf.train.latest_checkpoint(checkpoints)
     start_step = 0
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    if latest:
+        checkpoint.restore(latest).assert_consumed()
         start_step = int(model.optimizer.iterations.numpy())
         logging.info("trial %d: resumed at step %d of %d from %s", trial,
-                     start_step, total_steps, manager.latest_checkpoint)
+                     start_step, total_steps, latest)
     history_losses = []
     if start_step < total_steps:
-        history_losses = _fit(model, data, config, train_ds, mdir, trial,
-                              manager, start_step, total_steps, epoch_steps,
-                              runtime, verbose)
+        history_losses = _fit(model, data, config, train_ds,
+                              scratch or mdir, trial, manager, start_step,
+                              total_steps, epoch_steps, runtime, verbose,
+                              score_epochs=scratch is None)
         manager.save(checkpoint_number=total_steps)
+    if scratch:
+        return None
     weights = os.path.join(mdir, "checkpoints", f"trial_{trial}.weights.h5")
     tmp = weights[:-len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(tmp)
@@ -449,18 +506,23 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose):
 
 
 def _fit(model, data, config, train_ds, mdir, trial, manager, start_step,
-         total_steps, epoch_steps, runtime, verbose):
+         total_steps, epoch_steps, runtime, verbose, score_epochs=True):
     """Trains from `start_step` to `total_steps`; returns the mean training
     loss of each epoch run in this call."""
     log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
+    every_steps = runtime.save_checkpoints_steps
+    if every_steps is None and is_multi_worker(model.distribute_strategy):
+        # Workers must save together; their clocks do not agree, their
+        # steps do: once per epoch unless told otherwise.
+        every_steps = epoch_steps
     callbacks = [
         StopOnNonFiniteLoss(config.task_names),
         StopAtStep(total_steps),
-        PeriodicCheckpoint(manager, runtime.save_checkpoints_steps,
+        PeriodicCheckpoint(manager, every_steps,
                            runtime.save_checkpoints_secs),
         TensorBoardLogger(
             log_dir, evaluate=(lambda: evaluate(model, data, config))
-            if config.eval_each_epoch else None)]
+            if config.eval_each_epoch and score_epochs else None)]
     # The stream is a pure function of the seed: skipping the batches
     # already trained on puts a resumed run where the killed one was.
     history = model.fit(

@@ -1,8 +1,8 @@
 """Shared fixtures: tiny GLUE-format data, tiny vocabularies and encoders.
 
 TensorFlow is imported once per session; two logical CPU devices are made
-before anything initialises it, so distribution tests can use
-MirroredStrategy.
+(pytest_configure) before anything initialises it, so distribution tests
+can use MirroredStrategy.
 """
 
 import os
@@ -13,15 +13,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_GLUE = os.path.join(os.path.dirname(REPO), "shared", "glue_data")
 
 WORDS = ("the cat dog sat ran on a mat big small red blue house tree man "
          "woman saw ate fish bird sky green old new good bad").split()
+
+
+def pytest_configure(config):
+    # Here, not at import, so that subprocess drivers importing this module
+    # (multi-worker workers need one device each) keep their devices.
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 def pytest_addoption(parser):

@@ -1,0 +1,109 @@
+"""Training through run.train_and_evaluate under MirroredStrategy (two
+logical CPUs) and MultiWorkerMirroredStrategy (two worker processes on
+localhost) gives the same losses and weights as one device on the same
+global batches."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bam_tf import run
+from bam_tf.distribute import get_strategy
+from bam_tf.distribute import is_chief
+from conftest import debug_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Dropout off: each replica draws its own masks, one device draws others.
+SETTINGS = dict(num_train_epochs=2, padding="max_length", dropout_rate=0.0)
+
+
+def _config(bam_dir, glue_dir, name):
+    return debug_config(bam_dir, glue_dir, name, ["rte", "sts"], **SETTINGS)
+
+
+def _trial(bam_dir, name):
+    with open(os.path.join(bam_dir, "models", name, "results.json")) as f:
+        return json.load(f)["trials"][0]
+
+
+def _weights(bam_dir, name):
+    path = os.path.join(bam_dir, "models", name, "checkpoints",
+                        "trial_1.weights.h5")
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[()])
+                     if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def _assert_same_run(bam_dir, name, reference="one_device"):
+    a, b = _trial(bam_dir, name), _trial(bam_dir, reference)
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], atol=1e-5)
+    assert a["steps"] == b["steps"]
+    wa, wb = _weights(bam_dir, name), _weights(bam_dir, reference)
+    assert sorted(wa) == sorted(wb) and len(wa) > 20
+    for key in wa:
+        np.testing.assert_allclose(wa[key], wb[key], atol=1e-5, err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def bam_dir(tmp_path_factory, tiny_glue):
+    bam_dir = str(tmp_path_factory.mktemp("distribute"))
+    run.train_and_evaluate(_config(bam_dir, tiny_glue, "one_device"),
+                           verbose=0)
+    return bam_dir
+
+
+def test_default_strategy_is_chief():
+    assert is_chief(get_strategy("default"))
+
+
+def test_mirrored_run_equals_one_device(bam_dir, tiny_glue):
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2
+    strategy = tf.distribute.MirroredStrategy(devices)
+    run.train_and_evaluate(_config(bam_dir, tiny_glue, "mirrored"), strategy,
+                           verbose=0)
+    _assert_same_run(bam_dir, "mirrored")
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_equal_one_device(bam_dir, tiny_glue):
+    ports = ",".join(str(p) for p in _free_ports(2))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "multi_worker_driver.py"),
+         bam_dir, tiny_glue, str(i), ports],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    logs = []
+    try:
+        for worker in workers:
+            logs.append(worker.communicate(timeout=300)[0])
+    finally:
+        for worker in workers:
+            worker.kill()
+    for i, (worker, log) in enumerate(zip(workers, logs)):
+        assert worker.returncode == 0, f"worker {i}:\n{log[-3000:]}"
+    _assert_same_run(bam_dir, "multi_worker")
+    mdir = os.path.join(bam_dir, "models", "multi_worker")
+    # The chief wrote the outputs; the other worker left nothing behind.
+    assert os.path.exists(
+        os.path.join(mdir, "outputs", "rte_dev_predictions_1.npz"))
+    assert not os.path.exists(os.path.join(mdir, "checkpoints", "trial_1"))
