@@ -1,7 +1,12 @@
 """Throughput of bam-tf's training and prediction, and of keras-hub's
 `BertTextClassifier.fit` as a baseline on the same encoder, data, batch size
-and optimizer. Tracing and the first steps are excluded from the timings."""
+and optimizer; multi-task against single-task training cost; a per-op
+profile of the training step. Tracing is excluded from the timings."""
 
+import collections
+import glob
+import json
+import os
 import resource
 import time
 
@@ -26,51 +31,197 @@ class _Timer(keras.callbacks.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def _timed_fit(model, dataset, warmup_steps, steps):
+def _timed_fit(model, dataset, warmup_steps, steps, profile_dir=None):
+    """Seconds of `steps` training steps after `warmup_steps` untimed ones;
+    the timed steps continue the warm-up's stream (a pure function of its
+    seed, so skipping gives the very next batches)."""
     model.fit(dataset, epochs=1, steps_per_epoch=warmup_steps, verbose=0)
     timer = _Timer()
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0,
-              callbacks=[timer])
+    timed = dataset.skip(warmup_steps).take(steps)
+    if profile_dir:
+        tf.profiler.experimental.start(profile_dir)
+    try:
+        model.fit(timed, epochs=1, verbose=0, callbacks=[timer])
+    finally:
+        if profile_dir:
+            tf.profiler.experimental.stop()
     return timer.seconds
+
+
+def untraced_warmup(lengths, minimum, steps, limit=None):
+    """The fewest untimed first steps (at least `minimum`) after which the
+    next `steps` batches bring no sequence length not seen before, so that
+    no tracing falls into the timed steps. `lengths`: the stream's batch
+    lengths, in order. Returns `limit` (default len(lengths) - steps) when
+    there is no such number."""
+    limit = len(lengths) - steps if limit is None else limit
+    for warmup in range(minimum, limit):
+        if set(lengths[warmup:warmup + steps]) <= set(lengths[:warmup]):
+            return warmup
+    return limit
 
 
 def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       warmup_steps=3, bucket_lengths=None,
-                      sequence_length=None, learning_rate=5e-5, seed=1):
-    """Training and prediction throughput of the BAM model."""
+                      sequence_length=None, learning_rate=5e-5, seed=1,
+                      exponent=0.75, predict=True, profile_dir=None):
+    """Training (and prediction) throughput of the BAM model.
+
+    Untimed warm-up steps run until every input shape of the timed steps
+    has been traced (at least `warmup_steps`; see `untraced_warmup`).
+    With `profile_dir`, the timed steps are also traced by the TensorFlow
+    profiler into that folder.
+    """
     train, _ = pipeline.train_dataset(
-        tasks, features, batch_size, seed, bucket_lengths=bucket_lengths,
-        sequence_length=sequence_length)
-    # The tokens the timed steps see (the stream is a function of the seed).
-    real_tokens = sum(
-        int(tf.reduce_sum(b["padding_mask"]))
-        for b in train.skip(warmup_steps).take(steps))
+        tasks, features, batch_size, seed, exponent,
+        bucket_lengths=bucket_lengths, sequence_length=sequence_length)
+    # The stream is a function of the seed: its batch lengths and real
+    # tokens are known before training.
+    batches = list(train.take(4 * steps + warmup_steps).as_numpy_iterator())
+    warmup_steps = untraced_warmup(
+        [b["token_ids"].shape[1] for b in batches], warmup_steps, steps,
+        limit=3 * steps + warmup_steps)
+    real_tokens = sum(int(b["padding_mask"].sum())
+                      for b in batches[warmup_steps:warmup_steps + steps])
     model = BamModel(backbone, [(t.name, t.num_labels, t.is_regression)
                                 for t in tasks],
                      total_steps=warmup_steps + steps,
                      global_batch_size=batch_size)
-    model(next(iter(train)))
+    model(batches[0])
     model.compile(optimizer=build_optimizer(
         model, backbone, learning_rate, warmup_steps + steps,
         lr_decay=1.0))
-    seconds = _timed_fit(model, train, warmup_steps, steps)
+    seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)
     examples = steps * batch_size
+    result = {"train_examples_per_s": examples / seconds,
+              "train_tokens_per_s": real_tokens / seconds,
+              "train_seconds": seconds, "train_steps": steps,
+              "train_real_tokens": real_tokens,
+              "warmup_steps": warmup_steps}
+    if not predict:
+        return result
 
     slots = pipeline.num_label_slots(tasks)
-    predict = pipeline.eval_dataset(tasks[0], 0, features[0], batch_size,
-                                    slots, sequence_length=sequence_length,
-                                    static_batches=sequence_length is not None)
-    model.predict(predict.take(2), verbose=0)  # trace
+    predict = pipeline.eval_dataset(
+        tasks[0], 0, features[0], batch_size, slots,
+        sequence_length=sequence_length,
+        static_batches=sequence_length is not None,
+        bucket_lengths=bucket_lengths)
+    model.predict(predict, verbose=0)  # traces every shape
     start = time.perf_counter()
     model.predict(predict, verbose=0)
     predict_seconds = time.perf_counter() - start
-    return {"train_examples_per_s": examples / seconds,
-            "train_tokens_per_s": real_tokens / seconds,
-            "train_seconds": seconds, "train_steps": steps,
+    return {**result,
             "predict_examples_per_s": len(features[0]) / predict_seconds,
             "predict_tokens_per_s": float(features[0].lengths.sum())
             / predict_seconds,
             "peak_rss_mb": peak_rss_mb()}
+
+
+def multi_vs_single(load_backbone, tasks, features, batch_size,
+                    warmup_steps=3, bucket_lengths=None):
+    """Training cost of one multi-task model over `tasks` against one
+    single-task model per task, on the same examples: one pass over each
+    task's examples (sampling proportional to size, exponent 1, so the
+    mixture draws the tasks as the single-task runs do), each model on a
+    freshly loaded backbone. Costs are seconds per example and per 1,000
+    real tokens."""
+    def cost(result):
+        return {"seconds_per_example": result["train_seconds"]
+                / (result["train_steps"] * batch_size),
+                "seconds_per_1k_tokens": 1000 * result["train_seconds"]
+                / result["train_real_tokens"]}
+    total = sum(len(f) for f in features)
+    multi = bam_tf_throughput(
+        load_backbone(), tasks, features, batch_size,
+        max(1, total // batch_size), warmup_steps, bucket_lengths,
+        exponent=1.0, predict=False)
+    singles = {t.name: bam_tf_throughput(
+        load_backbone(), [t], [f], batch_size, max(1, len(f) // batch_size),
+        warmup_steps, bucket_lengths, predict=False)
+        for t, f in zip(tasks, features)}
+    pooled = {key: sum(r[key] for r in singles.values())
+              for key in ("train_seconds", "train_steps",
+                          "train_real_tokens")}
+    return {"multi_task": {**multi, **cost(multi)},
+            "single_task": {name: {**r, **cost(r)}
+                            for name, r in singles.items()},
+            "single_task_pooled": {**pooled, **cost(pooled)},
+            "multi_over_single_cost_per_example":
+                cost(multi)["seconds_per_example"]
+                / cost(pooled)["seconds_per_example"],
+            "multi_over_single_cost_per_token":
+                cost(multi)["seconds_per_1k_tokens"]
+                / cost(pooled)["seconds_per_1k_tokens"]}
+
+
+def _part(name):
+    """Which part of the model or step an op of the training step belongs
+    to, from its name."""
+    lowered = name.lower()
+    if lowered.startswith("iterator::"):
+        return "input pipeline"
+    if any(key in lowered for key in ("optimizer", "adam_w", "adamw",
+                                      "assignvariable")):
+        return "optimizer update"
+    direction = "backward" if "gradient_tape" in lowered else "forward"
+    for key, part in (("embedding", "embeddings"),
+                      ("self_attention", "attention"),
+                      ("feedforward", "feed-forward"),
+                      ("transformer_layer", "layer norms and residuals"),
+                      ("pooled", "pooler"), ("_head", "heads"),
+                      ("_dropout", "heads")):
+        if key in lowered:
+            return f"{part} ({direction})"
+    return f"other ({direction})"
+
+
+def summarize_op_stats(op_stats, top=15):
+    """Self time of the host ops in xprof's `framework_op_stats` table
+    (the JSON of a list of google-visualization tables): total, shares by
+    op type and by part of the model, and the top ops; idle time is left
+    out of the shares."""
+    table = op_stats[0] if isinstance(op_stats, list) else op_stats
+    ids = [c["id"] for c in table["cols"]]
+    rows = [dict(zip(ids, [cell["v"] for cell in row["c"]]))
+            for row in table["rows"]]
+    rows = [r for r in rows if r["type"] != "IDLE"]
+    total = sum(r["total_self_time"] for r in rows) or 1.0
+    by_type = collections.Counter()
+    by_part = collections.Counter()
+    for r in rows:
+        by_type[r["type"]] += r["total_self_time"]
+        by_part[_part(r["operation"])] += r["total_self_time"]
+
+    def shares(counter):
+        return [{"name": k, "self_time_us": v,
+                 "percent": 100.0 * v / total}
+                for k, v in counter.most_common()]
+    ops = sorted(rows, key=lambda r: -r["total_self_time"])[:top]
+    return {"self_time_us": total, "by_type": shares(by_type)[:top],
+            "by_part": shares(by_part),
+            "top_ops": [{"name": r["operation"], "type": r["type"],
+                         "occurrences": r["occurrences"],
+                         "self_time_us": r["total_self_time"],
+                         "percent": 100.0 * r["total_self_time"] / total}
+                        for r in ops]}
+
+
+def read_profile(profile_dir):
+    """The op statistics of the profile in `profile_dir` (`summarize_op_stats`),
+    or None when xprof (`pip install xprof`) is not installed; the profile
+    itself opens in TensorBoard's Profile tab either way."""
+    try:
+        from xprof.convert import raw_to_tool_data
+    except ImportError:
+        return None
+    paths = sorted(glob.glob(os.path.join(
+        profile_dir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not paths:
+        raise FileNotFoundError(f"{profile_dir}: no profile written.")
+    data, _ = raw_to_tool_data.xspace_to_tool_data(
+        paths[-1:], "framework_op_stats", {})
+    return summarize_op_stats(json.loads(data))
 
 
 def keras_hub_throughput(backbone, tokenizer, task, examples, batch_size,

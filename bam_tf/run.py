@@ -204,7 +204,9 @@ def predict_split(model, task, task_id, features, config, label_slots):
     dataset = pipeline.eval_dataset(
         task, task_id, features, config.eval_batch_size, label_slots,
         sequence_length=config.max_seq_length if static else None,
-        static_batches=static)
+        static_batches=static,
+        bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
+                        if config.padding == "buckets" else None))
     result = _predict(model, dataset)
     real = result["is_real"] > 0
     outputs = np.asarray(result["outputs"][task.name])[real]

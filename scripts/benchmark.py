@@ -7,7 +7,16 @@ and optimizer.
         [--output_json=bench.json]
 
 Prints examples/s and real (unpadded) tokens/s for training and prediction,
-peak memory, and the input pipeline's own rate.
+peak memory, and the input pipeline's own rate. Two other measurements:
+
+    # One multi-task model over the tasks against one single-task model per
+    # task, on the same examples: cost per example and per token.
+    python scripts/benchmark.py --measure=multi_vs_single \
+        --task_names=rte,mrpc,sts,cola,sst --num_examples=160 ...
+
+    # A TensorFlow profile of --steps training steps (TensorBoard's Profile
+    # tab), summarised by op type and model part when xprof is installed.
+    python scripts/benchmark.py --measure=profile --profile_dir=DIR ...
 """
 
 import json
@@ -42,6 +51,10 @@ flags.DEFINE_integer("keras_hub_steps", None, "Timed keras-hub steps "
                      "(default: as --steps).")
 flags.DEFINE_boolean("keras_hub", True, "Also run the keras-hub baseline.")
 flags.DEFINE_string("output_json", None, "Write the figures here.")
+flags.DEFINE_enum("measure", "throughput",
+                  ["throughput", "multi_vs_single", "profile"],
+                  "What to measure (see the module docstring).")
+flags.DEFINE_string("profile_dir", None, "Profile folder (--measure=profile).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
@@ -75,12 +88,37 @@ def main(argv):
     }
     print(f"input pipeline: {results['input_pipeline_examples_per_s']:.0f} "
           "examples/s", flush=True)
+    buckets = bucket_boundaries(FLAGS.max_seq_length)
+    if FLAGS.measure == "multi_vs_single":
+        results["multi_vs_single"] = benchmark.multi_vs_single(
+            lambda: encoders.load_encoder(FLAGS.pretrained_model,
+                                          FLAGS.bam_dir).backbone,
+            tasks, features, FLAGS.batch_size, FLAGS.warmup_steps, buckets)
+        return _finish(results, {
+            k: v for k, v in results["multi_vs_single"].items()
+            if k.startswith("multi_over")})
+    if FLAGS.measure == "profile":
+        if not FLAGS.profile_dir:
+            raise app.UsageError("--measure=profile needs --profile_dir.")
+        results["bam_tf"] = benchmark.bam_tf_throughput(
+            encoder.backbone, tasks, features, FLAGS.batch_size, steps,
+            FLAGS.warmup_steps, bucket_lengths=buckets, predict=False,
+            profile_dir=FLAGS.profile_dir)
+        results["profile"] = benchmark.read_profile(FLAGS.profile_dir)
+        if results["profile"] is None:
+            print("xprof is not installed (pip install xprof): open "
+                  f"{FLAGS.profile_dir} in TensorBoard's Profile tab.")
+            return _finish(results, {})
+        for group in ("by_part", "by_type"):
+            print(f"\nself time {group.replace('_', ' ')}:")
+            for row in results["profile"][group]:
+                print(f"  {row['percent']:5.1f}%  {row['name']}")
+        return _finish(results, {})
     # bam-tf as configured by default (length buckets), then each batch
     # padded to its longest example, each on a freshly loaded encoder.
     results["bam_tf"] = benchmark.bam_tf_throughput(
         encoder.backbone, tasks, features, FLAGS.batch_size, steps,
-        FLAGS.warmup_steps,
-        bucket_lengths=bucket_boundaries(FLAGS.max_seq_length))
+        FLAGS.warmup_steps, bucket_lengths=buckets)
     print(benchmark.summary_line("bam_tf", results["bam_tf"]), flush=True)
     results["bam_tf_pad_to_longest"] = benchmark.bam_tf_throughput(
         encoders.load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir).backbone,
@@ -99,11 +137,15 @@ def main(argv):
         results["speedup_vs_keras_hub"] = (
             results["bam_tf"]["train_examples_per_s"]
             / results["keras_hub"]["train_examples_per_s"])
+    _finish(results, {k: v for k, v in results.items()
+                      if k.startswith("speedup")})
+
+
+def _finish(results, headline):
     if FLAGS.output_json:
         atomic_write_json(FLAGS.output_json, results)
-    print(json.dumps({k: v for k, v in results.items()
-                      if k.startswith("speedup") or k == "input_pipeline_"
-                      "examples_per_s"}))
+    print(json.dumps({**headline, "input_pipeline_examples_per_s":
+                      results["input_pipeline_examples_per_s"]}))
 
 
 if __name__ == "__main__":

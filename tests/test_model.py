@@ -110,3 +110,22 @@ def test_mixed_precision_trains_without_nan(policy):
     assert np.all(np.isfinite(history.history["loss"]))
     out = model(next(iter(_dataset())))
     assert out["rte"].dtype == tf.float32
+
+
+def test_bucketed_eval_predicts_as_in_order_eval():
+    model = _model()
+    features = fake_features(TASKS[0], 13, length=4)
+    features.lengths[[2, 7]] = 9  # longer rows land in another bucket
+    features.token_ids = np.resize(features.token_ids,
+                                   int(features.lengths.sum()))
+    features.segment_ids = np.zeros_like(features.token_ids)
+    results = []
+    for buckets in (None, [8, 16]):
+        ds = pipeline.eval_dataset(TASKS[0], 0, features, 4, 2,
+                                   bucket_lengths=buckets)
+        out = model.predict(ds, verbose=0)
+        order = np.argsort(out["eid"])
+        results.append((out["eid"][order], out["outputs"]["rte"][order]))
+    np.testing.assert_array_equal(results[0][0], np.arange(13))
+    np.testing.assert_array_equal(results[1][0], np.arange(13))
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-5)

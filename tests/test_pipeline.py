@@ -102,6 +102,43 @@ def test_eval_yields_every_example_once(static):
         assert sizes == [4, 4, 3] and 0.0 not in real
 
 
+def test_select_reorders_features():
+    features = fake_features(RTE, 5)  # lengths 5 6 7 5 6
+    picked = features.select([2, 0])
+    assert picked.eids.tolist() == [2, 0]
+    assert picked.lengths.tolist() == [7, 5]
+    np.testing.assert_array_equal(picked.row(0)[0], features.row(2)[0])
+    np.testing.assert_array_equal(picked.row(1)[0], features.row(0)[0])
+    assert picked.labels.tolist() == [0, 0]
+
+
+def test_bucketed_eval_sorts_by_length_and_pads_to_buckets():
+    features = fake_features(RTE, 9, length=10)  # lengths 10 11 12 ...
+    lengths = features.lengths.copy()
+    lengths[[1, 4]] = 20  # two long ones: 11 -> 20, 11 -> 20
+    features = Features(**{**features.__dict__, "lengths": lengths,
+                           "token_ids": np.resize(features.token_ids,
+                                                  lengths.sum()),
+                           "segment_ids": np.zeros(lengths.sum(), np.int32)})
+    ds = pipeline.eval_dataset(RTE, 0, features, 4, 2,
+                               bucket_lengths=[16, 32])
+    batches = list(ds.as_numpy_iterator())
+    # Lengths 10 20 12 10 20 12 10 11 12 sort (stably) to eids
+    # 0 3 6 7 | 2 5 8 1 | 4, longest 11, 20, 20: padded to 16, 32, 32.
+    assert [b["eid"].tolist() for b in batches] == [[0, 3, 6, 7],
+                                                    [2, 5, 8, 1], [4]]
+    assert [b["token_ids"].shape[1] for b in batches] == [16, 32, 32]
+    for batch in batches:
+        for row, eid in enumerate(batch["eid"]):
+            n = lengths[eid]
+            assert batch["padding_mask"][row].sum() == n
+            np.testing.assert_array_equal(batch["token_ids"][row, :n],
+                                          features.row(int(eid))[0])
+    with pytest.raises(ValueError, match="exclude"):
+        pipeline.eval_dataset(RTE, 0, features, 4, 2, sequence_length=32,
+                              bucket_lengths=[16, 32])
+
+
 def test_bucketing_keeps_task_frequencies_and_few_shapes():
     tasks = [RTE, STS, MRPC]
     sizes = [40, 160, 640]

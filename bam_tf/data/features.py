@@ -50,6 +50,20 @@ class Features:
         end = start + int(self.lengths[i])
         return self.token_ids[start:end], self.segment_ids[start:end]
 
+    def select(self, indices):
+        """These features' examples at `indices`, in that order."""
+        indices = np.asarray(indices, np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        rows = np.concatenate(
+            [np.arange(starts[i], starts[i] + self.lengths[i])
+             for i in indices.tolist()] or [np.zeros([0], np.int64)])
+        return dataclasses.replace(
+            self, eids=self.eids[indices],
+            labels=None if self.labels is None else self.labels[indices],
+            token_ids=self.token_ids[rows], segment_ids=self.segment_ids[rows],
+            lengths=self.lengths[indices],
+            full_lengths=self.full_lengths[indices])
+
     def padded(self, length=None):
         """Dense [n, length] token and segment ids (for inspection/export)."""
         length = length or int(self.lengths.max())

@@ -159,14 +159,39 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
 
 
 def eval_dataset(task, task_id, features, batch_size, label_slots,
-                 sequence_length=None, static_batches=False):
-    """Every example of one split exactly once, in order.
+                 sequence_length=None, static_batches=False,
+                 bucket_lengths=None):
+    """Every example of one split exactly once: in order, or with
+    `bucket_lengths` sorted by length (rows carry their example ids).
 
     With `static_batches` the last batch is filled up with padding
     examples (`is_real` = 0) so that every batch has `batch_size` rows, and
     every sequence is padded to `sequence_length`: scoring drops the
-    padding by `is_real`.
+    padding by `is_real`. With `bucket_lengths` (CPU/GPU) examples of
+    similar length share a batch, padded to the smallest of these lengths
+    that holds its longest: little padding and a handful of shapes.
     """
+    if bucket_lengths:
+        if static_batches or sequence_length is not None:
+            raise ValueError("Length bucketing and fixed-length padding "
+                             "exclude each other.")
+        ds = example_dataset(
+            task, task_id,
+            features.select(np.argsort(features.lengths, kind="stable")),
+            label_slots)
+        boundaries = tf.constant(sorted(bucket_lengths), tf.int32)
+
+        def pad_to_bucket(batch):
+            length = tf.shape(batch["token_ids"])[1]
+            target = boundaries[tf.argmax(
+                tf.cast(boundaries >= length, tf.int32))]
+            target = tf.maximum(target, length)
+            return {key: (tf.pad(value, [[0, 0], [0, target - length]])
+                          if key in TOKEN_KEYS else value)
+                    for key, value in batch.items()}
+        ds = ds.padded_batch(
+            batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
+        return ds.map(pad_to_bucket).prefetch(tf.data.AUTOTUNE)
     ds = example_dataset(task, task_id, features, label_slots)
     if static_batches:
         if sequence_length is None:

@@ -1,0 +1,137 @@
+"""The benchmark's helpers on hand-made inputs, and its measurements end to
+end on a tiny encoder (figures are not asserted: only their bookkeeping)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bam_tf import benchmark
+from bam_tf.data.features import Featurizer
+from bam_tf.data.loading import load_split
+from bam_tf.data.pipeline import bucket_boundaries
+from bam_tf.tasks import get_tasks
+from conftest import REPO
+from conftest import TINY_VOCAB
+from conftest import tiny_backbone
+
+
+def test_untraced_warmup_by_hand():
+    lengths = [16, 32, 16, 64, 32, 16, 128]
+    # w=1: next two [32, 16] bring 32; w=2: [16, 64] bring 64;
+    # w=3: [64, 32] bring nothing new? 64 unseen in [16, 32, 16]: no;
+    # w=4: [32, 16] all seen in [16, 32, 16, 64]: 4.
+    assert benchmark.untraced_warmup(lengths, 1, 2) == 4
+    assert benchmark.untraced_warmup(lengths, 5, 2) == 5  # [16, 128]? no
+    # ... 128 is never seen before its step: the limit is returned.
+    assert benchmark.untraced_warmup(lengths, 5, 2, limit=5) == 5
+    assert benchmark.untraced_warmup([16] * 5, 1, 3) == 1
+
+
+def _row(type_, name, self_time, occurrences=1):
+    values = {"rank": 0, "host_or_device": "Host", "type": type_,
+              "operation": name, "occurrences": occurrences,
+              "total_time": self_time, "total_self_time": self_time}
+    return {"c": [{"v": values[k]} for k in values]}
+
+
+def test_summarize_op_stats_by_hand():
+    cols = [{"id": k} for k in ("rank", "host_or_device", "type", "operation",
+                                "occurrences", "total_time",
+                                "total_self_time")]
+    rows = [
+        _row("IDLE", "IDLE", 1000.0),
+        _row("BatchMatMulV2", "StatefulPartitionedCall/gradient_tape/"
+             "bam_model/bert_backbone/transformer_layer_0/"
+             "self_attention_layer/MatMul", 40.0),
+        _row("BatchMatMulV2", "StatefulPartitionedCall/bam_model/"
+             "bert_backbone/transformer_layer_1/self_attention_layer/MatMul",
+             20.0),
+        _row("Einsum", "StatefulPartitionedCall/bam_model/bert_backbone/"
+             "transformer_layer_0/feedforward_intermediate_dense/einsum",
+             30.0, occurrences=3),
+        _row("ResourceApplyAdam", "StatefulPartitionedCall/adamw/update",
+             10.0)]
+    summary = benchmark.summarize_op_stats([{"cols": cols, "rows": rows}],
+                                           top=2)
+    assert summary["self_time_us"] == 100.0  # idle left out
+    by_part = {r["name"]: r["percent"] for r in summary["by_part"]}
+    assert by_part == {"attention (backward)": 40.0,
+                       "feed-forward (forward)": 30.0,
+                       "attention (forward)": 20.0,
+                       "optimizer update": 10.0}
+    assert [(r["name"], r["percent"]) for r in summary["by_type"]] == [
+        ("BatchMatMulV2", 60.0), ("Einsum", 30.0)]
+    assert [r["self_time_us"] for r in summary["top_ops"]] == [40.0, 30.0]
+    assert summary["top_ops"][1]["occurrences"] == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tiny_glue, tiny_tokenizer):
+    tasks = get_tasks(["rte", "mrpc", "sts"])
+    featurizer = Featurizer(tiny_tokenizer, 32)
+    # As the script loads them: unordered pairs not doubled.
+    return tasks, [featurizer.featurize(load_split(
+        t, "train", tiny_glue, double_unordered=False)) for t in tasks]
+
+
+def test_multi_vs_single_bookkeeping(tiny_features):
+    tasks, features = tiny_features
+    result = benchmark.multi_vs_single(
+        lambda: tiny_backbone(max_sequence_length=32), tasks, features,
+        batch_size=16, warmup_steps=1, bucket_lengths=bucket_boundaries(32))
+    singles = result["single_task"]
+    assert sorted(singles) == ["mrpc", "rte", "sts"]
+    # 64 training examples per task, batches of 16.
+    assert result["multi_task"]["train_steps"] == 12
+    assert all(r["train_steps"] == 4 for r in singles.values())
+    pooled = result["single_task_pooled"]
+    assert pooled["train_seconds"] == pytest.approx(
+        sum(r["train_seconds"] for r in singles.values()))
+    assert pooled["seconds_per_example"] == pytest.approx(
+        pooled["train_seconds"] / (12 * 16))
+    assert result["multi_over_single_cost_per_example"] == pytest.approx(
+        result["multi_task"]["train_seconds"] / pooled["train_seconds"])
+    # Real tokens: at most every slot of the timed batches, at least one
+    # [CLS] a [SEP] b [SEP] (5 tokens) per example.
+    assert 12 * 16 * 5 <= result["multi_task"]["train_real_tokens"] <= (
+        12 * 16 * 32)
+
+
+def test_profile_summary(tiny_features, tmp_path):
+    pytest.importorskip("xprof")
+    tasks, features = tiny_features
+    benchmark.bam_tf_throughput(
+        tiny_backbone(max_sequence_length=32), tasks[:1], features[:1], 16,
+        steps=3, warmup_steps=1, sequence_length=32, predict=False,
+        profile_dir=str(tmp_path))
+    summary = benchmark.read_profile(str(tmp_path))
+    parts = {r["name"] for r in summary["by_part"]}
+    assert {"attention (forward)", "attention (backward)",
+            "feed-forward (forward)", "optimizer update"} <= parts
+    assert sum(r["percent"] for r in summary["by_part"]) == pytest.approx(
+        100.0)
+
+
+def test_script_multi_vs_single(tiny_glue, tiny_tokenizer, tmp_path):
+    folder = tmp_path / "encoder"
+    tiny_backbone(max_sequence_length=32).save_to_preset(str(folder))
+    tiny_tokenizer.save_to_preset(str(folder))
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         "--task_names=rte,cola", "--num_examples=32", "--batch_size=8",
+         "--max_seq_length=32", "--warmup_steps=1",
+         "--measure=multi_vs_single", f"--output_json={out}"],
+        check=True, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    with open(out) as f:
+        result = json.load(f)
+    comparison = result["multi_vs_single"]
+    assert result["examples"] == 64
+    assert comparison["multi_task"]["train_steps"] == 8
+    assert sorted(comparison["single_task"]) == ["cola", "rte"]
+    assert comparison["multi_over_single_cost_per_example"] > 0
