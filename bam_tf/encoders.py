@@ -1,12 +1,14 @@
-"""The encoder: a keras-hub `BertBackbone` and the tokenizer from the same
-source.
+"""The encoder: a keras-hub backbone of a supported family
+(`bam_tf.families`: BERT, RoBERTa, ELECTRA, DeBERTa-v3, DistilBERT, ALBERT)
+and the tokenizer from the same source.
 
 Sources (`--pretrained_model`): a local keras-hub preset folder, a local
-Hugging Face-format BERT folder, an original Google BERT TF1 checkpoint
-folder, a bare name looked up under `BAM_DIR/pretrained_models/`, or a
-keras-hub preset name or handle (`bert_base_en_uncased`, `kaggle://...`,
+Hugging Face folder of a family keras-hub converts (BERT, RoBERTa,
+DistilBERT, ALBERT), an original Google BERT TF1 checkpoint folder, a bare
+name looked up under `BAM_DIR/pretrained_models/`, or a keras-hub preset
+name or handle (`bert_base_en_uncased`, `roberta_base_en`, `kaggle://...`,
 `hf://...`) downloaded by keras-hub where the network allows. `--debug`
-builds a tiny random encoder with a vocabulary learned from the data, as the
+builds a tiny random BERT with a vocabulary learned from the data, as the
 original's debug mode did.
 """
 
@@ -20,6 +22,11 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+
+from bam_tf.families import FAMILIES
+from bam_tf.families import FamilyError
+from bam_tf.families import check_pair
+from bam_tf.families import family_of_hf
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # BERT's basic tokenization: runs of word characters, or one punctuation mark.
@@ -35,8 +42,8 @@ class Encoder:
     """A backbone and its tokenizer.
 
     Attributes:
-        backbone: a `keras_hub.models.BertBackbone`.
-        tokenizer: the matching `keras_hub.models.BertTokenizer`.
+        backbone: a keras-hub backbone of a supported family.
+        tokenizer: the family's keras-hub tokenizer.
         source: where it came from, for messages and the run's record.
         kind: "preset", "keras_hub_folder", "hf_folder", "tf1_checkpoint"
             or "debug".
@@ -71,15 +78,23 @@ def detect_folder_kind(folder):
                 raise EncoderError(
                     f"{folder}/config.json is not valid JSON: {e}") from None
         if "model_type" in config:
-            if config["model_type"] != "bert":
+            family = family_of_hf(config["model_type"])
+            if family is None:
                 raise EncoderError(
                     f"{folder}: a Hugging Face {config['model_type']!r} "
-                    "model; this version of bam-tf loads BERT encoders "
-                    "(model_type 'bert').")
+                    "model, not of a supported encoder family "
+                    f"({', '.join(sorted(FAMILIES))}).")
+            if not family.hf_convertible:
+                raise EncoderError(
+                    f"{folder}: a Hugging Face {family.name} model; "
+                    f"keras-hub cannot convert {family.name} folders from "
+                    "Hugging Face's format. Use a keras-hub preset of the "
+                    f"family ({family.backbone}.from_preset(...) then "
+                    "save_to_preset(FOLDER)) and pass that folder.")
             if not ({"model.safetensors", "model.safetensors.index.json"}
                     & files):
                 raise EncoderError(
-                    f"{folder}: a Hugging Face BERT config without "
+                    f"{folder}: a Hugging Face {family.name} config without "
                     "model.safetensors; keras-hub loads safetensors weights "
                     "only (convert pytorch_model.bin first).")
             return "hf_folder"
@@ -88,8 +103,9 @@ def detect_folder_kind(folder):
     raise EncoderError(
         f"{folder}: not a supported encoder folder. Expected a keras-hub "
         "preset folder (config.json with class_name, model.weights.h5), a "
-        "Hugging Face BERT folder (config.json with model_type 'bert', "
-        "model.safetensors, vocab.txt) or a Google BERT TF1 checkpoint "
+        "Hugging Face folder (config.json with model_type bert, roberta, "
+        "distilbert or albert, model.safetensors, tokenizer files) or a "
+        "Google BERT TF1 checkpoint "
         "(bert_config.json, vocab.txt, bert_model.ckpt.index/.data-*).")
 
 
@@ -119,15 +135,19 @@ def load_encoder(pretrained_model, bam_dir=None, dtype=None):
         backbone, tokenizer = _load_tf1_checkpoint(location, dtype)
     else:
         try:
-            backbone = keras_hub.models.BertBackbone.from_preset(
+            backbone = keras_hub.models.Backbone.from_preset(
                 location, dtype=dtype)
-            tokenizer = keras_hub.models.BertTokenizer.from_preset(location)
+            tokenizer = keras_hub.models.Tokenizer.from_preset(location)
         except Exception as e:
             where = ("keras-hub preset (needs the network to download)"
                      if kind == "preset" else "folder")
             raise EncoderError(
                 f"Could not load the encoder {pretrained_model!r} as a "
                 f"{where}: {type(e).__name__}: {e}") from e
+        try:
+            check_pair(backbone, tokenizer)
+        except FamilyError as e:
+            raise EncoderError(f"{pretrained_model}: {e}") from None
     return Encoder(backbone, tokenizer, location, kind)
 
 

@@ -6,6 +6,7 @@ from bam_tf.config import ConfigError
 from bam_tf.data.examples import DataError
 from bam_tf.data.features import FeatureCacheError
 from bam_tf.encoders import EncoderError
+from bam_tf.families import FamilyError
 from bam_tf.outputs import OutputFileError
 from bam_tf.run import RunError
 from bam_tf.tasks import UnknownTaskError

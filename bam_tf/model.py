@@ -6,19 +6,22 @@ import tensorflow as tf
 
 from bam_tf import losses
 from bam_tf.distribute import is_multi_worker
-from bam_tf.data.pipeline import TOKEN_KEYS
+from bam_tf.families import family_of
 
 
 @keras.saving.register_keras_serializable(package="bam_tf")
 class BamModel(keras.Model):
     """Shared encoder + per-task heads with a custom `train_step`.
 
-    The head of a task reads the backbone's pooled output through dropout:
-    a softmax layer (logits are returned) for classification, a size-1
-    dense layer with a sigmoid for regression (labels scaled to [0, 1]).
+    The head of a task reads the backbone's sentence vector through
+    dropout: a softmax layer (logits are returned) for classification, a
+    size-1 dense layer with a sigmoid for regression (labels scaled to
+    [0, 1]). The sentence vector is the pooled output for families with a
+    pretrained pooler (BERT, ALBERT), the first token's hidden state for
+    the others (`bam_tf.families`).
 
     Args:
-        backbone: a keras-hub backbone with a `pooled_output`.
+        backbone: a keras-hub backbone of a family in `FAMILIES`.
         task_specs: [(name, num_labels, is_regression)] in task-id order.
         dropout_rate: dropout before each head (0.1 in BERT and BAM).
         total_steps: training steps, for teacher annealing's lambda.
@@ -47,6 +50,11 @@ class BamModel(keras.Model):
         super().__init__(**kwargs)
         # === Layers ===
         self.backbone = backbone
+        self.family = family_of(backbone)
+        if self.family.sentence_vector == "first_token" and any(
+                layer.name == "pooled_dense" for layer in backbone.layers):
+            # ELECTRA's untrained pooler: unused, so no gradient reaches it.
+            backbone.get_layer("pooled_dense").trainable = False
         self.task_specs = [tuple(s) for s in task_specs]
         self.dropouts = {}
         self.heads = {}
@@ -74,8 +82,14 @@ class BamModel(keras.Model):
             for name, _, _ in self.task_specs}
 
     def call(self, inputs, training=False):
-        features = {k: inputs[k] for k in TOKEN_KEYS}
-        pooled = self.backbone(features, training=training)["pooled_output"]
+        features = {k: inputs[k] for k in self.family.backbone_inputs()}
+        encoded = self.backbone(features, training=training)
+        if self.family.sentence_vector == "pooled":
+            pooled = encoded["pooled_output"]
+        else:
+            sequence = (encoded["sequence_output"]
+                        if isinstance(encoded, dict) else encoded)
+            pooled = sequence[:, 0, :]
         outputs = {}
         for name, _, is_regression in self.task_specs:
             x = self.dropouts[name](pooled, training=training)

@@ -1,15 +1,13 @@
 """Learning-rate schedule, layer depths and layer-wise AdamW."""
 
-import re
-
 import keras
 import tensorflow as tf
+
+from bam_tf.families import family_of
 
 # Keras 3 matches weight-decay exclusions against a variable's short name
 # (TRAPS.md 6): BERT's "LayerNorm" and "bias" patterns would match nothing.
 NO_DECAY_NAMES = ("gamma", "beta", "bias")
-
-_LAYER_RE = re.compile(r"(?:^|/)transformer_layer_(\d+)/")
 
 
 @keras.saving.register_keras_serializable(package="bam_tf")
@@ -41,27 +39,23 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
-def layer_depth(path, num_layers, backbone_paths):
+def layer_depth(path, backbone, backbone_paths):
     """Depth from the top: 0 for task heads, 1 for the pooler,
     num_layers + 1 - i for transformer layer i (0-based), num_layers + 2
     for the embeddings (the original: rate = lr * alpha^(L + 2 - depth from
-    the bottom))."""
+    the bottom)); the backbone's family maps paths to layers
+    (`Family.depth`, which also says how ALBERT's shared layers count)."""
     if path not in backbone_paths:
         return 0
-    if path.startswith("pooled_dense/") or "/pooled_dense/" in path:
-        return 1
-    match = _LAYER_RE.search(path)
-    if match:
-        return num_layers + 1 - int(match.group(1))
-    return num_layers + 2
+    return family_of(backbone).depth(
+        path, backbone.num_layers, getattr(backbone, "num_groups", 1))
 
 
 def layerwise_multipliers(model, backbone, lr_decay):
     """{variable path: lr_decay ** depth} for every trainable variable."""
     backbone_paths = {v.path for v in backbone.trainable_variables}
-    return {v.path: lr_decay ** layer_depth(
-        v.path, backbone.num_layers, backbone_paths)
-        for v in model.trainable_variables}
+    return {v.path: lr_decay ** layer_depth(v.path, backbone, backbone_paths)
+            for v in model.trainable_variables}
 
 
 @keras.saving.register_keras_serializable(package="bam_tf")

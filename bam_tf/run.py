@@ -73,6 +73,7 @@ class RunData:
                 self.teachers[task.name] = teacher_targets(
                     config.bam_dir, teachers[task.name], task, examples,
                     config.teacher_trials)
+                _warn_if_other_encoder(config, teachers[task.name])
         self.train_features = None  # set by featurize, once per run
         self.eval_features = None
 
@@ -92,6 +93,27 @@ class RunData:
 # Fields that decide the encoder's architecture and vocabulary.
 _ENCODER_FIELDS = ("pretrained_model", "debug", "debug_hidden_size",
                    "debug_num_layers", "debug_vocab_size")
+
+
+def _warn_if_other_encoder(config, teacher_model):
+    """Born-again students share their teachers' architecture (paper
+    section 3); another encoder is allowed, but said."""
+    path = os.path.join(config.bam_dir, "models", teacher_model,
+                        "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            teacher = json.load(f)
+    except (OSError, ValueError):
+        return
+    mine = (config.debug, config.pretrained_model)
+    theirs = (teacher.get("debug"), teacher.get("pretrained_model"))
+    if mine != theirs:
+        logging.warning(
+            "Teacher %s was trained from encoder %s, the student %s uses %s: "
+            "not born-again distillation (same architecture) but "
+            "distillation across encoders.", teacher_model,
+            "debug" if theirs[0] else theirs[1], config.model_name,
+            "debug" if mine[0] else mine[1])
 
 
 def _source_dir(config):

@@ -57,7 +57,7 @@ def test_depths_from_backbone_structure(model_and_backbone):
     for path, depth in DEPTHS.items():
         path = _path(model, path)
         _var(model, path)  # exists
-        assert layer_depth(path, 3, paths) == depth, path
+        assert layer_depth(path, backbone, paths) == depth, path
 
 
 @pytest.mark.parametrize("path", [

@@ -12,6 +12,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.families import family_of_tokenizer
 from bam_tf.io_utils import atomic_save_npz
 
 
@@ -77,8 +78,11 @@ class Features:
 
 
 class Featurizer:
-    """`[CLS] a [SEP] b [SEP]` with segment ids 0 then 1, truncated longest
-    first to `max_seq_length` as BERT's `_truncate_seq_pair` does (keras-hub's
+    """Packs one or two texts as the tokenizer's encoder family does:
+    `[CLS] a [SEP] b [SEP]` (BERT, ELECTRA, DistilBERT, ALBERT, DeBERTa-v3)
+    or `<s> a </s></s> b </s>` (RoBERTa), with segment ids 0 then 1 (read
+    only by families that have them), truncated longest first to
+    `max_seq_length` as BERT's `_truncate_seq_pair` does (keras-hub's
     round-robin trimmer keeps the same tokens).
 
     Example:
@@ -91,11 +95,13 @@ class Featurizer:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
+        start, separator, end, pad = family_of_tokenizer(
+            tokenizer).special_ids(tokenizer)
+        self._separator_length = (len(separator)
+                                  if isinstance(separator, list) else 1)
         self.packer = keras_hub.layers.MultiSegmentPacker(
-            sequence_length=max_seq_length,
-            start_value=tokenizer.cls_token_id,
-            end_value=tokenizer.sep_token_id,
-            pad_value=tokenizer.pad_token_id,
+            sequence_length=max_seq_length, start_value=start,
+            end_value=end, sep_value=separator, pad_value=pad,
             truncate="round_robin")
 
     def fingerprint(self):
@@ -112,7 +118,9 @@ class Featurizer:
 
     def _pack(self, *texts):
         segments = tuple(self.tokenizer(t) for t in texts)
-        full = sum(s.row_lengths() for s in segments) + len(segments) + 1
+        # Start and end tokens, and a separator between two texts.
+        full = sum(s.row_lengths() for s in segments) + 2 + (
+            len(segments) - 1) * self._separator_length
         token_ids, segment_ids = self.packer(segments)
         return token_ids, segment_ids, tf.cast(full, tf.int32)
 
