@@ -17,6 +17,7 @@ from bam_tf.data.loading import load_split
 from bam_tf.outputs import predictions_path
 from bam_tf.outputs import read_predictions
 from bam_tf.tasks import get_task
+from bam_tf.tasks import get_tasks
 
 
 class ReportError(ValueError):
@@ -91,6 +92,49 @@ def _trials(bam_dir, name):
     return trials
 
 
+def parse_model_spec(spec):
+    """"name" -> ("name", ["name"]); "label=a+b+c" -> ("label", [a, b, c]):
+    a row made of several model folders, e.g. one single-task model per
+    task as the paper's "Single" row."""
+    label, sep, members = spec.partition("=")
+    if not sep:
+        return spec, [spec]
+    members = [m for m in members.split("+") if m]
+    if not label or not members:
+        raise ReportError(f"{spec!r}: expected NAME or LABEL=MODEL+MODEL+...")
+    return label, members
+
+
+def _group_trials(bam_dir, members):
+    """Trials of several folders joined by trial number (those all of them
+    finished): each task's score from the folder that holds it, the
+    average over all of them recomputed (WNLI excluded, as for one model).
+    Returns (trials, {task: folder})."""
+    per_member = [(_trials(bam_dir, m), m) for m in members]
+    owner = {}
+    for trials, member in per_member:
+        for task in trials[0]["metrics"]:
+            if task in owner:
+                raise ReportError(f"Task {task!r} is in both {owner[task]} "
+                                  f"and {member}.")
+            owner[task] = member
+    common = set.intersection(*({t["trial"] for t in trials}
+                                for trials, _ in per_member))
+    if not common:
+        raise ReportError(f"{'+'.join(members)}: no trial number that all "
+                          "of them finished.")
+    merged = []
+    for number in sorted(common):
+        metrics = {}
+        for trials, _ in per_member:
+            metrics.update(next(t for t in trials
+                                if t["trial"] == number)["metrics"])
+        merged.append({"trial": number, "metrics": metrics,
+                       "avg": scoring.glue_average(
+                           metrics, get_tasks(list(metrics)))})
+    return merged, owner
+
+
 def _dev_outputs(bam_dir, name, task, trials):
     """Per-trial dev predictions (class ids or regression values), sorted by
     example id, with the gold labels; None where no trial wrote them."""
@@ -121,8 +165,21 @@ def _dev_outputs(bam_dir, name, task, trials):
 
 
 def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
-    """The report as a dict (see scripts/report.py for its layout)."""
-    trials = {name: _trials(bam_dir, name) for name in model_names}
+    """The report as a dict (see scripts/report.py for its layout).
+
+    `model_names` are model folders, or "LABEL=a+b+..." rows joining
+    several folders (`parse_model_spec`)."""
+    trials, folders = {}, {}
+    for spec in model_names:
+        label, members = parse_model_spec(spec)
+        if label in trials:
+            raise ReportError(f"{label!r} is named twice.")
+        if len(members) == 1 and label == members[0]:
+            trials[label] = _trials(bam_dir, label)
+            folders[label] = {t: label for t in trials[label][0]["metrics"]}
+        else:
+            trials[label], folders[label] = _group_trials(bam_dir, members)
+    model_names = list(trials)
     models = {}
     tasks = []
     for name in model_names:
@@ -151,8 +208,8 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
             if column == "avg":
                 continue
             task = get_task(column)
-            dev_a = _dev_outputs(bam_dir, a, task, trials[a])
-            dev_b = _dev_outputs(bam_dir, b, task, trials[b])
+            dev_a = _dev_outputs(bam_dir, folders[a][column], task, trials[a])
+            dev_b = _dev_outputs(bam_dir, folders[b][column], task, trials[b])
             if dev_a is None or dev_b is None:
                 continue
             metric = scoring.METRICS[task.metrics[0]]

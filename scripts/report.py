@@ -5,6 +5,11 @@ scores; paired bootstrap over dev examples), Holm-Bonferroni corrected.
 
     python scripts/report.py --bam_dir=DIR --model_names=single,multi \
         [--output_json=report.json] [--markdown=report.md]
+
+A name LABEL=a+b+... makes one row of several model folders joined by trial
+number, as the paper's "Single" row joins one single-task model per task:
+
+    --model_names=single=bam-rte-single+bam-mrpc-single,bam-multi
 """
 
 import sys
@@ -21,7 +26,8 @@ from bam_tf.report import build_report
 from bam_tf.report import format_markdown
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
-flags.DEFINE_list("model_names", None, "Model folders to compare.")
+flags.DEFINE_list("model_names", None, "Model folders to compare; "
+                  "LABEL=a+b+... joins several folders into one row.")
 flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap resamples.")
 flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 flags.DEFINE_string("output_json", None, "Write the report as JSON.")

@@ -186,11 +186,17 @@ def test_unsupported_folders(tmp_path):
     with pytest.raises(EncoderError, match="empty: not a supported encoder "
                        "folder"):
         detect_folder_kind(str(tmp_path / "empty"))
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    (gpt2 / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(EncoderError, match="gpt2: a Hugging Face 'gpt2' "
+                       "model, not of a supported encoder family"):
+        load_encoder(str(gpt2))
     roberta = tmp_path / "roberta"
     roberta.mkdir()
     (roberta / "config.json").write_text('{"model_type": "roberta"}')
-    with pytest.raises(EncoderError, match="roberta: a Hugging Face "
-                       "'roberta' model"):
+    with pytest.raises(EncoderError, match="roberta: a Hugging Face roberta "
+                       "config without model.safetensors"):
         load_encoder(str(roberta))
     with pytest.raises(EncoderError, match="no such folder"):
         load_encoder(str(tmp_path / "missing" / "model"))

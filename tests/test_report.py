@@ -102,3 +102,42 @@ def test_report_script(tiny_glue, tmp_path):
     np.testing.assert_allclose([c["p_holm"] for c in data["comparisons"]],
                                report.holm_bonferroni(ps))
     assert "| strong | 5 | 82.0" in md.read_text()
+
+
+def _fake_results(bam_dir, glue_dir, name, scores):
+    """A model folder with results only: scores = {task: [per trial]}."""
+    config = debug_config(bam_dir, glue_dir, name, list(scores))
+    folder = os.path.join(bam_dir, "models", name)
+    atomic_write_json(os.path.join(folder, "config.json"), config.to_dict())
+    n = len(next(iter(scores.values())))
+    trials = [{"trial": k + 1, "seed": k + 1,
+               "avg": float(np.mean([v[k] for v in scores.values()])),
+               "metrics": {t: {"score": v[k]} for t, v in scores.items()}}
+              for k in range(n)]
+    atomic_write_json(os.path.join(folder, "results.json"),
+                      {"trials": trials})
+
+
+def test_group_row_joins_single_task_folders(tiny_glue, tmp_path):
+    _fake_results(tmp_path, tiny_glue, "s-rte", {"rte": [60, 62, 64]})
+    _fake_results(tmp_path, tiny_glue, "s-cola", {"cola": [20, 30]})
+    _fake_results(tmp_path, tiny_glue, "multi",
+                  {"rte": [70, 71, 72], "cola": [25, 35, 45]})
+    data = report.build_report(str(tmp_path),
+                               ["single=s-rte+s-cola", "multi"])
+    single = data["models"]["single"]
+    # Trials 1 and 2 are finished in both folders: avg (60+20)/2, (62+30)/2.
+    assert single["n_trials"] == 2
+    assert single["scores"]["avg"] == [40.0, 46.0]
+    assert single["median"] == {"rte": 61.0, "cola": 25.0, "avg": 43.0}
+    tests = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
+    assert tests[("rte", "mann_whitney_u")] == pytest.approx(
+        stats.mannwhitneyu([60, 62], [70, 71, 72],
+                           alternative="two-sided").pvalue)
+    assert tests[("avg", "mann_whitney_u")] == pytest.approx(
+        stats.mannwhitneyu([40, 46], [47.5, 53, 58.5],
+                           alternative="two-sided").pvalue)
+    with pytest.raises(report.ReportError, match="both"):
+        report.build_report(str(tmp_path), ["x=s-rte+multi"])
+    with pytest.raises(report.ReportError, match="expected"):
+        report.parse_model_spec("=a+b")
