@@ -106,24 +106,25 @@ FAMILIES = {f.name: f for f in (
 )}
 
 
-def family_of(backbone):
-    """The family of a keras-hub backbone (by class, subclasses included)."""
+def _family_by_class(obj, role):
+    """The family whose `role` ("backbone" or "tokenizer") class `obj` is
+    an instance of (subclasses included)."""
     for family in FAMILIES.values():
-        if isinstance(backbone, getattr(keras_hub.models, family.backbone)):
+        if isinstance(obj, getattr(keras_hub.models, getattr(family, role))):
             return family
     raise FamilyError(
-        f"{type(backbone).__name__}: not a supported encoder family; "
-        f"bam-tf supports {sorted(FAMILIES)}.")
+        f"{type(obj).__name__}: not the {role} of a supported encoder "
+        f"family; bam-tf supports {sorted(FAMILIES)}.")
+
+
+def family_of(backbone):
+    """The family of a keras-hub backbone."""
+    return _family_by_class(backbone, "backbone")
 
 
 def family_of_tokenizer(tokenizer):
     """The family of a keras-hub tokenizer."""
-    for family in FAMILIES.values():
-        if isinstance(tokenizer, getattr(keras_hub.models, family.tokenizer)):
-            return family
-    raise FamilyError(
-        f"{type(tokenizer).__name__}: not the tokenizer of a supported "
-        f"encoder family; bam-tf supports {sorted(FAMILIES)}.")
+    return _family_by_class(tokenizer, "tokenizer")
 
 
 def family_of_hf(model_type):

@@ -307,3 +307,19 @@ def test_teacher_of_another_encoder_is_said(tmp_path, tiny_glue, caplog):
     with caplog.at_level("WARNING"):
         run._warn_if_other_encoder(same, "teacher")
     assert "across encoders" not in caplog.text
+
+
+def test_unsupported_backbone_and_tokenizer_are_named():
+    from bam_tf.families import FamilyError
+    from bam_tf.families import check_pair
+    from bam_tf.families import family_of
+    gpt2 = M.GPT2Backbone(vocabulary_size=10, num_layers=1, num_heads=1,
+                          hidden_dim=8, intermediate_dim=8,
+                          max_sequence_length=8)
+    with pytest.raises(FamilyError, match="GPT2Backbone: not the backbone"):
+        family_of(gpt2)
+    backbone, _ = tiny_encoder("bert")
+    _, roberta_tokenizer = tiny_encoder("roberta")
+    with pytest.raises(FamilyError, match="bert backbone needs a "
+                       "BertTokenizer, not a RobertaTokenizer"):
+        check_pair(backbone, roberta_tokenizer)
