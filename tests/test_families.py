@@ -323,3 +323,118 @@ def test_unsupported_backbone_and_tokenizer_are_named():
     with pytest.raises(FamilyError, match="bert backbone needs a "
                        "BertTokenizer, not a RobertaTokenizer"):
         check_pair(backbone, roberta_tokenizer)
+
+
+def _hf_config(name, backbone):
+    """The Hugging Face config.json keras-hub's converter reads."""
+    if name == "distil_bert":
+        return {"model_type": "distilbert",
+                "vocab_size": backbone.vocabulary_size,
+                "n_layers": backbone.num_layers, "n_heads": backbone.num_heads,
+                "dim": backbone.hidden_dim,
+                "hidden_dim": backbone.intermediate_dim, "dropout": 0.1,
+                "max_position_embeddings": backbone.max_sequence_length}
+    config = {"vocab_size": backbone.vocabulary_size,
+              "num_hidden_layers": backbone.num_layers,
+              "num_attention_heads": backbone.num_heads,
+              "hidden_size": backbone.hidden_dim,
+              "intermediate_size": backbone.intermediate_dim,
+              "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    if name == "roberta":  # two reserved position rows (padding_idx 1)
+        return {**config, "model_type": "roberta",
+                "max_position_embeddings": backbone.max_sequence_length + 2}
+    return {**config, "model_type": "albert",
+            "embedding_size": backbone.embedding_dim,
+            "num_hidden_groups": backbone.num_groups,
+            "inner_group_num": backbone.num_inner_repetitions,
+            "max_position_embeddings": backbone.max_sequence_length,
+            "type_vocab_size": backbone.num_segments}
+
+
+class _Recorder:
+    """Stands in for keras-hub's safetensors loader: records which
+    Hugging Face weight fills which variable, through which hook."""
+
+    def __init__(self):
+        self.ports = []
+
+    def port_weight(self, keras_variable, hf_weight_key, hook_fn=None):
+        self.ports.append((keras_variable, hf_weight_key, hook_fn))
+
+
+def _hf_tensor(value, hook):
+    """The Hugging Face tensor that `hook` turns into `value`: the hooks
+    are transposes, reshapes and RoBERTa's two reserved position rows."""
+    if hook is None:
+        return value
+    candidates = [value, value.reshape(value.shape[0], -1).T,
+                  value.reshape(-1, value.shape[-1]).T, value.reshape(-1),
+                  np.concatenate([np.zeros((2,) + value.shape[1:],
+                                           value.dtype), value])]
+    for candidate in candidates:
+        try:
+            if np.array_equal(np.asarray(hook(candidate, list(value.shape))),
+                              value):
+                return np.ascontiguousarray(candidate)
+        except (ValueError, IndexError):  # not this candidate's shape
+            continue
+    raise AssertionError(f"no inverse for a hook on shape {value.shape}")
+
+
+def write_hf_folder(name, backbone, tokenizer, folder):
+    """A Hugging Face-format folder holding `backbone`'s weights, written
+    through the inverse of keras-hub's own converter for the family."""
+    import safetensors.numpy
+    from keras_hub.src.utils.transformers import convert_albert
+    from keras_hub.src.utils.transformers import convert_distilbert
+    from keras_hub.src.utils.transformers import convert_roberta
+    converter = {"roberta": convert_roberta, "distil_bert": convert_distilbert,
+                 "albert": convert_albert}[name]
+    config = _hf_config(name, backbone)
+    recorder = _Recorder()
+    converter.convert_weights(backbone, recorder, config)
+    tensors = {key: _hf_tensor(np.asarray(variable.numpy()), hook)
+               for variable, key, hook in recorder.ports}
+    os.makedirs(folder)
+    safetensors.numpy.save_file(tensors,
+                                os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    if name == "roberta":
+        with open(os.path.join(folder, "vocab.json"), "w") as f:
+            json.dump({t: i for i, t in enumerate(ROBERTA_VOCAB)}, f)
+        with open(os.path.join(folder, "merges.txt"), "w") as f:
+            f.write("#version: 0.2\n" + "\n".join(ROBERTA_MERGES) + "\n")
+    elif name == "distil_bert":
+        with open(os.path.join(folder, "vocab.txt"), "w") as f:
+            f.write("\n".join(TINY_VOCAB) + "\n")
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            json.dump({"do_lower_case": True}, f)
+    else:
+        with open(os.path.join(folder, "spiece.model"), "wb") as f:
+            f.write(tokenizer.proto)
+
+
+@pytest.mark.parametrize("name", ["roberta", "distil_bert", "albert"])
+def test_hugging_face_folder_loads_the_same_encoder(name, tmp_path):
+    backbone, tokenizer = tiny_encoder(name)
+    folder = str(tmp_path / "hf")
+    write_hf_folder(name, backbone, tokenizer, folder)
+    assert encoders.detect_folder_kind(folder) == "hf_folder"
+    loaded = encoders.load_encoder(folder)
+    assert type(loaded.backbone) is type(backbone)
+    assert type(loaded.tokenizer) is type(tokenizer)
+    (a, b), expected = _pair_and_expected(name, tokenizer)
+    features = Featurizer(loaded.tokenizer, 12).featurize(_examples(a, b))
+    assert features.row(0)[0].tolist() == expected
+    token_ids, segment_ids = features.padded(12)
+    inputs = {"token_ids": token_ids, "segment_ids": segment_ids,
+              "padding_mask": (np.arange(12)[None]
+                               < features.lengths[:, None]).astype("int32")}
+    family = FAMILIES[name]
+    inputs = {k: inputs[k] for k in family.backbone_inputs()}
+    ours, theirs = backbone(inputs), loaded.backbone(inputs)
+    if isinstance(ours, dict):
+        ours, theirs = ours["sequence_output"], theirs["sequence_output"]
+    np.testing.assert_allclose(np.asarray(theirs), np.asarray(ours),
+                               atol=1e-5)
