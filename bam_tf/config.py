@@ -96,6 +96,8 @@ class RunConfig:
     warmup_proportion: float = 0.1
     weight_decay_rate: float = 0.01
     clip_norm: float = 1.0
+    # Before each head; also inside the debug encoder (a pretrained one
+    # keeps the dropout its checkpoint's config sets).
     dropout_rate: float = 0.1
     task_weight_exponent: float = 0.75
     double_unordered: bool = True

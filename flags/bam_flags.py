@@ -18,6 +18,8 @@ _HELP = {
     "model_name": "Folder under BAM_DIR/models for this run's outputs.",
     "bam_dir": "Root folder (glue_data/, pretrained_models/, models/).",
     "task_names": "Comma-separated tasks, e.g. rte,mrpc,sts.",
+    "dropout_rate": "Dropout before each head (and inside the debug "
+                    "encoder; a pretrained one keeps its own).",
     "glue_dir": "GLUE folder; default BAM_DIR/glue_data.",
     "data_source": "tsv (GLUE files) or tfds (TensorFlow Datasets glue/*).",
     "pretrained_model": "keras-hub preset, local folder (keras-hub, Hugging "
