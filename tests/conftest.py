@@ -134,6 +134,16 @@ def _make_tiny_mnli(root, rng):
 
 
 @pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs for the whole session:
+    a second one in the same process can reuse the first's collective
+    instance keys ("Shape mismatch in the collective instance")."""
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2
+    return tf.distribute.MirroredStrategy(devices)
+
+
+@pytest.fixture(scope="session")
 def tiny_glue(tmp_path_factory):
     return make_tiny_glue(str(tmp_path_factory.mktemp("glue")))
 

@@ -83,11 +83,8 @@ def _one_step(strategy, batch):
     return history.history["loss"][-1], [v.numpy() for v in model.weights]
 
 
-def test_mirrored_two_replicas_match_one_device():
+def test_mirrored_two_replicas_match_one_device(mirrored):
     batch = next(iter(_dataset()))
-    devices = tf.config.list_logical_devices("CPU")
-    assert len(devices) == 2
-    mirrored = tf.distribute.MirroredStrategy([d.name for d in devices])
     loss_1, weights_1 = _one_step(tf.distribute.get_strategy(), batch)
     loss_2, weights_2 = _one_step(mirrored, batch)
     assert loss_2 == pytest.approx(loss_1, abs=1e-5)
