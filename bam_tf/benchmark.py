@@ -90,7 +90,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     model(batches[0])
     model.compile(optimizer=build_optimizer(
         model, backbone, learning_rate, warmup_steps + steps,
-        lr_decay=1.0))
+        lr_decay=1.0,
+        jit_update=bucket_lengths is not None or sequence_length is not None))
     seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)
     examples = steps * batch_size
     result = {"train_examples_per_s": examples / seconds,

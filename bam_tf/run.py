@@ -483,7 +483,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
             optimizer=build_optimizer(
                 model, encoder.backbone, config.learning_rate, total_steps,
                 config.warmup_proportion, config.weight_decay_rate,
-                config.lr_decay, config.clip_norm),
+                config.lr_decay, config.clip_norm,
+                jit_update=config.padding != "longest"),
             steps_per_execution=config.steps_per_execution,
             jit_compile=runtime.jit_compile)
         # Built now so that a checkpoint can restore its slots.
