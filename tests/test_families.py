@@ -20,6 +20,7 @@ from bam_tf.export import export_model
 from bam_tf.families import FAMILIES
 from bam_tf.model import BamModel
 from bam_tf.optimization import layer_depth
+from bam_tf.optimization import layerwise_multipliers
 from bam_tf.run import train_and_evaluate
 from conftest import TINY_VOCAB
 from conftest import WORDS
@@ -156,11 +157,14 @@ def test_layer_depths(name):
            "segment_ids": np.zeros([1, 4], np.int32),
            "padding_mask": np.ones([1, 4], np.int32)})
     paths = {v.path for v in backbone.trainable_variables}
+    rates = layerwise_multipliers(model, backbone, 0.5)
     for path, depth in DEPTHS[name].items():
         assert path in paths, (path, sorted(paths))
         assert layer_depth(path, backbone, paths) == depth, path
+        assert rates[path] == 0.5 ** depth, path
     head = f"{model.name}/rte_head/kernel"
     assert layer_depth(head, backbone, paths) == 0
+    assert rates[head] == 1.0
     if name == "electra":  # the unused, untrained pooler is frozen
         assert not any(p.startswith("pooled_dense/") for p in paths)
 
