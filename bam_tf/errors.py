@@ -13,5 +13,5 @@ from bam_tf.tasks import UnknownTaskError
 from bam_tf.teachers import TeacherError
 
 USER_ERRORS = (ConfigError, DataError, FeatureCacheError, EncoderError,
-               OutputFileError, RunError, UnknownTaskError, TeacherError,
-               NonFiniteLossError)
+               FamilyError, OutputFileError, RunError, UnknownTaskError,
+               TeacherError, NonFiniteLossError)
