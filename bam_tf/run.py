@@ -400,7 +400,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         if trial in done:
             logging.info("trial %d already finished; kept.", trial)
             continue
-        seed = config.seed + trial - 1
+        seed = _trial_seed(config, trial)
         record = _run_trial(config, data, mdir, trial, seed, strategy,
                             runtime, verbose)
         results["trials"] = sorted(results["trials"] + [record],
@@ -410,6 +410,10 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         shutil.rmtree(os.path.join(mdir, "checkpoints", f"trial_{trial}"),
                       ignore_errors=True)
     return results
+
+
+def _trial_seed(config, trial):
+    return config.seed + trial - 1
 
 
 def _run_worker(config, tasks, strategy, runtime):
@@ -424,7 +428,7 @@ def _run_worker(config, tasks, strategy, runtime):
         for trial in range(1, config.num_trials + 1):
             if trial not in done:
                 _run_trial(config, data, mdir, trial,
-                           config.seed + trial - 1, strategy, runtime,
+                           _trial_seed(config, trial), strategy, runtime,
                            verbose=0, scratch=scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
