@@ -1,5 +1,7 @@
-"""Training callbacks: exact stopping, TensorBoard, dev scores."""
+"""Training callbacks: exact stopping, checkpoints, per-epoch losses,
+TensorBoard, dev scores."""
 
+import json
 import math
 import os
 import time
@@ -7,6 +9,8 @@ import time
 import keras
 import tensorflow as tf
 from absl import logging
+
+from bam_tf.io_utils import atomic_write_json
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -67,6 +71,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
                      {t: round(m["score"], 2) for t, m in scores.items()})
 
     def on_train_end(self, logs=None):
+        # Flushed, not closed: a resumed run calls `fit` twice (run._fit).
+        for writer in (self.train_writer, self.dev_writer):
+            if writer is not None:
+                writer.flush()
+
+    def close(self):
         for writer in (self.train_writer, self.dev_writer):
             if writer is not None:
                 writer.close()
@@ -100,17 +110,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimizer state and the step every `every_steps`
-    steps, or every `every_seconds` seconds when no step count is given.
+    """Calls `save(step)` every `every_steps` steps, or every
+    `every_seconds` seconds when no step count is given.
 
-    `tf.train.CheckpointManager` writes the checkpoint's files first and
-    its index last, so a kill mid-save leaves the previous checkpoint in
-    force.
+    `save` writes a checkpoint through `tf.train.CheckpointManager`, which
+    writes the checkpoint's files first and its index last, so a kill
+    mid-save leaves the previous checkpoint in force.
     """
 
-    def __init__(self, manager, every_steps=None, every_seconds=300.0):
+    def __init__(self, save, every_steps=None, every_seconds=300.0):
         super().__init__()
-        self.manager = manager
+        self.save = save
         self.every_steps = every_steps
         self.every_seconds = every_seconds
         self._last = time.monotonic()
@@ -120,5 +130,112 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         due = (step % self.every_steps == 0 if self.every_steps
                else time.monotonic() - self._last >= self.every_seconds)
         if due and not self.model.stop_training:
-            self.manager.save(checkpoint_number=step)
+            self.save(step)
             self._last = time.monotonic()
+
+
+class EpochLosses(keras.callbacks.Callback):
+    """The mean training loss of each epoch, exact across kills and resumes.
+
+    A killed run loses the loss of the steps it ran since its last
+    checkpoint, and Keras's running mean restarts with every `fit`. So the
+    loss sums and step counts per epoch are written to a small file for
+    each checkpoint step (`train_loss-<step>.json`, before the checkpoint
+    itself, so every checkpoint has one), and a resumed run starts from the
+    file of the step it restored. Epochs are counted from the optimizer's
+    step, not from `fit`'s epoch index.
+
+    An epoch whose steps were not all counted (a run resumed from a
+    checkpoint written without these files) has no mean: None.
+
+    Example:
+
+    ```python
+    losses = EpochLosses(folder, epoch_steps=100, total_steps=250)
+    losses.restore(start_step)  # False: no file for that step
+    model.fit(..., callbacks=[losses, ...])
+    losses.means()  # [mean of steps 1-100, 101-200, 201-250]
+    ```
+    """
+
+    def __init__(self, folder, epoch_steps, total_steps):
+        super().__init__()
+        self.folder = folder
+        self.epoch_steps = epoch_steps
+        self.total_steps = total_steps
+        n = math.ceil(total_steps / epoch_steps)
+        self.sums = [0.0] * n
+        self.counts = [0] * n
+        self._mean_start = None
+
+    def _path(self, step):
+        return os.path.join(self.folder, f"train_loss-{step}.json")
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def restore(self, step):
+        """Takes the sums written with the checkpoint of `step`; returns
+        False (and keeps zeros) when there is no such file."""
+        path = self._path(step)
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            return False
+        if (saved.get("step") != step
+                or len(saved.get("sums", ())) != len(self.sums)
+                or len(saved.get("counts", ())) != len(self.counts)):
+            raise ValueError(
+                f"{path}: expected the loss sums of step {step} over "
+                f"{len(self.sums)} epochs; found {saved}.")
+        self.sums = [float(x) for x in saved["sums"]]
+        self.counts = [int(x) for x in saved["counts"]]
+        return True
+
+    def on_train_begin(self, logs=None):
+        self._mean_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras resets its running mean here: what it reports from now on
+        # covers the steps after this one.
+        self._mean_start = self._step()
+        self._base = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        step = self._step()
+        epoch = (step - 1) // self.epoch_steps
+        if self._base is None:
+            self._base = (epoch, self._mean_start, self.sums[epoch],
+                          self.counts[epoch])
+        elif self._base[0] != epoch:
+            raise RuntimeError(
+                f"fit's epoch spans epochs {self._base[0]} and {epoch} of "
+                f"{self.epoch_steps} steps: its running mean cannot be split.")
+        _, start, base_sum, base_count = self._base
+        k = step - start
+        self.sums[epoch] = base_sum + float(loss) * k
+        self.counts[epoch] = base_count + k
+
+    def save(self, step):
+        atomic_write_json(self._path(step), {
+            "step": step, "sums": self.sums, "counts": self.counts})
+
+    def prune(self, keep_steps):
+        """Removes the files of checkpoints no longer kept."""
+        keep = {os.path.basename(self._path(s)) for s in keep_steps}
+        for name in os.listdir(self.folder):
+            if (name.startswith("train_loss-") and name.endswith(".json")
+                    and name not in keep):
+                os.remove(os.path.join(self.folder, name))
+
+    def means(self):
+        out = []
+        for epoch, (total, count) in enumerate(zip(self.sums, self.counts)):
+            expected = min(self.epoch_steps,
+                           self.total_steps - epoch * self.epoch_steps)
+            out.append(total / count if count == expected else None)
+        return out

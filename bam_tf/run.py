@@ -19,6 +19,7 @@ from bam_tf import config as config_lib
 from bam_tf import encoders
 from bam_tf import outputs as outputs_lib
 from bam_tf import scoring
+from bam_tf.callbacks import EpochLosses
 from bam_tf.callbacks import PeriodicCheckpoint
 from bam_tf.callbacks import StopAtStep
 from bam_tf.callbacks import StopOnNonFiniteLoss
@@ -503,6 +504,14 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(scratch, f"trial_{trial}") if scratch
         else checkpoints, max_to_keep=2)
+    losses = EpochLosses(manager.directory, epoch_steps, total_steps)
+
+    def save(step):
+        losses.save(step)
+        manager.save(checkpoint_number=step)
+        losses.prune(int(path.rsplit("-", 1)[1])
+                     for path in manager.checkpoints)
+
     latest = tf.train.latest_checkpoint(checkpoints)
     start_step = 0
     if latest:
@@ -510,13 +519,16 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
         start_step = int(model.optimizer.iterations.numpy())
         logging.info("trial %d: resumed at step %d of %d from %s", trial,
                      start_step, total_steps, latest)
-    history_losses = []
+        if scratch is None and not losses.restore(start_step):
+            logging.warning(
+                "trial %d: no loss sums were saved with %s; the mean "
+                "training loss of the epochs before it is unknown (None).",
+                trial, latest)
     if start_step < total_steps:
-        history_losses = _fit(model, data, config, train_ds,
-                              scratch or mdir, trial, manager, start_step,
-                              total_steps, epoch_steps, runtime, verbose,
-                              score_epochs=scratch is None)
-        manager.save(checkpoint_number=total_steps)
+        _fit(model, data, config, train_ds, scratch or mdir, trial, save,
+             losses, start_step, total_steps, epoch_steps, runtime, verbose,
+             score_epochs=scratch is None)
+        save(total_steps)
     if scratch:
         return None
     weights = os.path.join(mdir, "checkpoints", f"trial_{trial}.weights.h5")
@@ -531,33 +543,49 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
     write_outputs(data, mdir, trial, predictions, splits)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
-            "steps": total_steps, "train_loss": history_losses}
+            "steps": total_steps, "train_loss": losses.means()}
 
 
-def _fit(model, data, config, train_ds, mdir, trial, manager, start_step,
-         total_steps, epoch_steps, runtime, verbose, score_epochs=True):
-    """Trains from `start_step` to `total_steps`; returns the mean training
-    loss of each epoch run in this call."""
+def _fit(model, data, config, train_ds, mdir, trial, save, losses,
+         start_step, total_steps, epoch_steps, runtime, verbose,
+         score_epochs=True):
+    """Trains from `start_step` to `total_steps`, calling `save(step)` for
+    checkpoints; `losses` (an EpochLosses) counts the training loss."""
     log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
     every_steps = runtime.save_checkpoints_steps
     if every_steps is None and is_multi_worker(model.distribute_strategy):
         # Workers must save together; their clocks do not agree, their
         # steps do: once per epoch unless told otherwise.
         every_steps = epoch_steps
-    callbacks = [
-        StopOnNonFiniteLoss(config.task_names),
-        StopAtStep(total_steps),
-        PeriodicCheckpoint(manager, every_steps,
-                           runtime.save_checkpoints_secs),
-        TensorBoardLogger(
-            log_dir, evaluate=(lambda: evaluate(model, data, config))
-            if config.eval_each_epoch and score_epochs else None)]
-    # The stream is a pure function of the seed: skipping the batches
-    # already trained on puts a resumed run where the killed one was.
-    history = model.fit(
-        train_ds.skip(start_step) if start_step else train_ds,
-        initial_epoch=start_step // epoch_steps,
-        epochs=math.ceil(total_steps / epoch_steps),
-        steps_per_epoch=min(epoch_steps, total_steps),
-        callbacks=callbacks, verbose=verbose)
-    return [float(x) for x in history.history.get("loss", [])]
+    tensorboard = TensorBoardLogger(
+        log_dir, evaluate=(lambda: evaluate(model, data, config))
+        if config.eval_each_epoch and score_epochs else None)
+    callbacks = [StopOnNonFiniteLoss(config.task_names), losses,
+                 StopAtStep(total_steps),
+                 PeriodicCheckpoint(save, every_steps,
+                                    runtime.save_checkpoints_secs),
+                 tensorboard]
+    num_epochs = math.ceil(total_steps / epoch_steps)
+    epoch, done = divmod(start_step, epoch_steps)
+    # `fit`'s epochs have one length; a run resumed mid-epoch first
+    # finishes that epoch alone, so that epochs (dev scores, their losses)
+    # end at the same steps as in an uninterrupted run.
+    parts = []
+    if done:
+        parts.append((epoch, epoch + 1, epoch_steps - done))
+        epoch += 1
+    parts.append((epoch, num_epochs, epoch_steps))
+    try:
+        for first, last, steps in parts:
+            step = int(model.optimizer.iterations.numpy())
+            if step >= total_steps or first >= last:
+                break
+            # The stream is a pure function of the seed: skipping the
+            # batches already trained on puts a resumed run where the
+            # killed one was.
+            model.fit(train_ds.skip(step) if step else train_ds,
+                      initial_epoch=first, epochs=last,
+                      steps_per_epoch=min(steps, total_steps - step),
+                      callbacks=callbacks, verbose=verbose)
+    finally:
+        tensorboard.close()

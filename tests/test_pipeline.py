@@ -173,3 +173,23 @@ def test_tpu_mode_shapes_are_fully_static():
     for ds in [train] + evals:
         for key, spec in ds.element_spec.items():
             assert spec.shape.is_fully_defined(), (key, spec)
+
+
+@pytest.mark.parametrize("padding", ["max_length", "buckets"])
+def test_every_iterator_sees_the_same_stream(padding):
+    # A resumed run makes its own iterators and skips the batches already
+    # trained on: it must meet the batches the killed run would have.
+    features = [fake_features(RTE, 24, length=3),
+                fake_features(STS, 40, length=9)]
+    ds, _ = pipeline.train_dataset(
+        [RTE, STS], features, batch_size=8, seed=1,
+        sequence_length=32 if padding == "max_length" else None,
+        bucket_lengths=[8, 16, 32] if padding == "buckets" else None)
+    first = [(b["task_id"].numpy(), b["eid"].numpy()) for b in ds.take(24)]
+    assert len({tuple(e) for _, e in first[:8]}) > 1  # shuffled, mixed
+    for skip in (0, 5, 13):
+        again = [(b["task_id"].numpy(), b["eid"].numpy())
+                 for b in ds.skip(skip).take(24 - skip)]
+        for (t1, e1), (t2, e2) in zip(first[skip:], again):
+            np.testing.assert_array_equal(t1, t2)
+            np.testing.assert_array_equal(e1, e2)

@@ -99,6 +99,22 @@ def bucket_boundaries(max_seq_length, smallest=16):
     return sizes + [max_seq_length]
 
 
+def _reshuffled_passes(ds, n, seed):
+    """Endless passes over `ds`, each in a new order, the same orders for
+    every iterator made from the result.
+
+    `shuffle(reshuffle_each_iteration=True)` keeps its random state in the
+    dataset object, so each new iterator over it starts another sequence
+    of orders: a resumed run, which skips the batches already trained on,
+    would train on other data than the killed one as soon as it made one
+    iterator more or fewer. Built inside `flat_map`, the state is made
+    afresh with each iterator.
+    """
+    return tf.data.Dataset.range(1).flat_map(
+        lambda _: ds.shuffle(n, seed=seed,
+                             reshuffle_each_iteration=True).repeat())
+
+
 def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
                   teachers=None, sequence_length=None, shuffle=True,
                   bucket_lengths=None):
@@ -130,9 +146,10 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
         ds = example_dataset(task, task_id, task_features, slots,
                              teachers.get(task.name))
         if shuffle:
-            ds = ds.shuffle(len(task_features), seed=seed + task_id,
-                            reshuffle_each_iteration=True)
-        datasets.append(ds.repeat())
+            datasets.append(_reshuffled_passes(ds, len(task_features),
+                                               seed + task_id))
+        else:
+            datasets.append(ds.repeat())
     probabilities = task_sampling_probabilities(
         [len(f) for f in features], exponent)
     if len(datasets) == 1:
