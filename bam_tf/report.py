@@ -109,7 +109,7 @@ def _group_trials(bam_dir, members):
     """Trials of several folders joined by trial number (those all of them
     finished): each task's score from the folder that holds it, the
     average over all of them recomputed (WNLI excluded, as for one model).
-    Returns (trials, {task: folder})."""
+    Returns (trials, {task: folder}, {folder: trial numbers left out})."""
     per_member = [(_trials(bam_dir, m), m) for m in members]
     owner = {}
     for trials, member in per_member:
@@ -132,7 +132,9 @@ def _group_trials(bam_dir, members):
         merged.append({"trial": number, "metrics": metrics,
                        "avg": scoring.glue_average(
                            metrics, get_tasks(list(metrics)))})
-    return merged, owner
+    left_out = {member: sorted({t["trial"] for t in trials} - common)
+                for trials, member in per_member}
+    return merged, owner, {m: v for m, v in left_out.items() if v}
 
 
 def _dev_outputs(bam_dir, name, task, trials):
@@ -169,7 +171,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
 
     `model_names` are model folders, or "LABEL=a+b+..." rows joining
     several folders (`parse_model_spec`)."""
-    trials, folders = {}, {}
+    trials, folders, left_out = {}, {}, {}
     for spec in model_names:
         label, members = parse_model_spec(spec)
         if label in trials:
@@ -178,7 +180,8 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
             trials[label] = _trials(bam_dir, label)
             folders[label] = {t: label for t in trials[label][0]["metrics"]}
         else:
-            trials[label], folders[label] = _group_trials(bam_dir, members)
+            trials[label], folders[label], left_out[label] = _group_trials(
+                bam_dir, members)
     model_names = list(trials)
     models = {}
     tasks = []
@@ -191,6 +194,10 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
         summaries = {column: summarize(v) for column, v in columns.items()}
         models[name] = {"n_trials": len(trials[name]),
                         "scores": columns}
+        if left_out.get(name):
+            # A row joining folders counts only the trials all of them
+            # finished; the others are named, not dropped silently.
+            models[name]["left_out"] = left_out[name]
         for key in ("median", "mean", "std", "min", "max"):
             models[name][key] = {c: s[key] for c, s in summaries.items()}
 
@@ -241,6 +248,14 @@ def format_markdown(report):
         lines.append(f"| {name} | {model['n_trials']} | "
                      + " | ".join(cells) + " |")
     lines += ["", "Medians over trials (± standard deviation).", ""]
+    for name, model in report["models"].items():
+        for folder, numbers in model.get("left_out", {}).items():
+            lines.append(
+                f"{name}: trial{'s' if len(numbers) > 1 else ''} "
+                f"{', '.join(map(str, numbers))} of {folder} left out (not "
+                "finished in every folder of the row).")
+    if any("left_out" in m for m in report["models"].values()):
+        lines.append("")
     if report["comparisons"]:
         lines += ["| a | b | task | test | p | p (Holm) | |",
                   "|---|---|---|---|---|---|---|"]

@@ -128,6 +128,11 @@ def test_group_row_joins_single_task_folders(tiny_glue, tmp_path):
     single = data["models"]["single"]
     # Trials 1 and 2 are finished in both folders: avg (60+20)/2, (62+30)/2.
     assert single["n_trials"] == 2
+    assert single["left_out"] == {"s-rte": [3]}
+    assert "multi" in data["models"] and "left_out" not in data["models"][
+        "multi"]
+    assert ("single: trial 3 of s-rte left out (not finished in every "
+            "folder of the row).") in report.format_markdown(data)
     assert single["scores"]["avg"] == [40.0, 46.0]
     assert single["median"] == {"rte": 61.0, "cola": 25.0, "avg": 43.0}
     tests = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
