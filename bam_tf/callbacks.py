@@ -166,7 +166,10 @@ class EpochLosses(keras.callbacks.Callback):
         n = math.ceil(total_steps / epoch_steps)
         self.sums = [0.0] * n
         self.counts = [0] * n
-        self._mean_start = None
+        # (epoch, step where Keras's running mean began, the epoch's sum
+        # and count then): set at the first step of each `fit` epoch.
+        self._base = None
+        self._mean_start = 0
 
     def _path(self, step):
         return os.path.join(self.folder, f"train_loss-{step}.json")
@@ -192,9 +195,6 @@ class EpochLosses(keras.callbacks.Callback):
         self.sums = [float(x) for x in saved["sums"]]
         self.counts = [int(x) for x in saved["counts"]]
         return True
-
-    def on_train_begin(self, logs=None):
-        self._mean_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras resets its running mean here: what it reports from now on

@@ -33,7 +33,6 @@ def test_means_per_epoch_across_a_resume(tmp_path):
     first = EpochLosses(str(tmp_path), epoch_steps=3, total_steps=5)
     model = _Model()
     first.set_model(model)
-    first.on_train_begin()
     _fit_epoch(first, model, 0, [1.0, 2.0])  # killed after step 2's save
     first.save(2)
     assert json.loads((tmp_path / "train_loss-2.json").read_text()) == {
@@ -42,7 +41,6 @@ def test_means_per_epoch_across_a_resume(tmp_path):
     resumed = EpochLosses(str(tmp_path), epoch_steps=3, total_steps=5)
     resumed.set_model(model)
     assert resumed.restore(2)
-    resumed.on_train_begin()
     _fit_epoch(resumed, model, 0, [3.0])  # the rest of epoch 0 alone
     _fit_epoch(resumed, model, 1, [4.0, 5.0])
     assert resumed.means() == [2.0, 4.5]
@@ -58,7 +56,6 @@ def test_epochs_before_an_unrecorded_resume_have_no_mean(tmp_path):
     model.optimizer.iterations.assign(3)  # a checkpoint without sums
     losses.set_model(model)
     assert not losses.restore(3)
-    losses.on_train_begin()
     _fit_epoch(losses, model, 1, [4.0, 5.0])
     assert losses.means() == [None, 4.5]
 
@@ -67,7 +64,6 @@ def test_a_fit_epoch_across_two_epochs_is_refused(tmp_path):
     losses = EpochLosses(str(tmp_path), epoch_steps=2, total_steps=4)
     model = _Model()
     losses.set_model(model)
-    losses.on_train_begin()
     with pytest.raises(RuntimeError, match="spans epochs 0 and 1"):
         _fit_epoch(losses, model, 0, [1.0, 2.0, 3.0])
 
