@@ -167,9 +167,8 @@ class EpochLosses(keras.callbacks.Callback):
         self.sums = [0.0] * n
         self.counts = [0] * n
         # (epoch, step where Keras's running mean began, the epoch's sum
-        # and count then): set at the first step of each `fit` epoch.
+        # and count then): set when each `fit` epoch begins.
         self._base = None
-        self._mean_start = 0
 
     def _path(self, step):
         return os.path.join(self.folder, f"train_loss-{step}.json")
@@ -198,9 +197,10 @@ class EpochLosses(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras resets its running mean here: what it reports from now on
-        # covers the steps after this one.
-        self._mean_start = self._step()
-        self._base = None
+        # covers the steps after this one, all in the epoch of the next.
+        step = self._step()
+        ours = step // self.epoch_steps
+        self._base = (ours, step, self.sums[ours], self.counts[ours])
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -208,10 +208,7 @@ class EpochLosses(keras.callbacks.Callback):
             return
         step = self._step()
         epoch = (step - 1) // self.epoch_steps
-        if self._base is None:
-            self._base = (epoch, self._mean_start, self.sums[epoch],
-                          self.counts[epoch])
-        elif self._base[0] != epoch:
+        if self._base[0] != epoch:
             raise RuntimeError(
                 f"fit's epoch spans epochs {self._base[0]} and {epoch} of "
                 f"{self.epoch_steps} steps: its running mean cannot be split.")

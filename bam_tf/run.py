@@ -578,7 +578,7 @@ def _fit(model, data, config, train_ds, mdir, trial, save, losses,
     try:
         for first, last, steps in parts:
             step = int(model.optimizer.iterations.numpy())
-            if step >= total_steps or first >= last:
+            if step >= total_steps:
                 break
             # The stream is a pure function of the seed: skipping the
             # batches already trained on puts a resumed run where the
