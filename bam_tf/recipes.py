@@ -18,6 +18,7 @@ from bam_tf.config import model_dir
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.run import Runtime
+from bam_tf.run import config_differences
 from bam_tf.run import train_and_evaluate
 
 RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
@@ -61,7 +62,8 @@ def plan(recipe, prefix, task_names):
 
 
 def _finished(config):
-    """True when the folder holds this very configuration with all trials."""
+    """True when the folder holds this configuration with at least the
+    trials asked for."""
     mdir = model_dir(config)
     try:
         with open(os.path.join(mdir, "config.json"), encoding="utf-8") as f:
@@ -70,7 +72,8 @@ def _finished(config):
             trials = json.load(f)["trials"]
     except (OSError, ValueError, KeyError):
         return False
-    return saved == config.to_dict() and len(trials) >= config.num_trials
+    return (not config_differences(saved, config.to_dict())
+            and len(trials) >= config.num_trials)
 
 
 def run_recipe(recipe, prefix, task_names, values, debug=False,

@@ -164,26 +164,36 @@ def _encoder(config, data, seed):
     return build_encoder(config, seed, data.vocabulary_texts(), vocabulary)
 
 
+def config_differences(saved, current):
+    """The keys in which two saved configurations (dicts) differ, except
+    num_trials: a folder's trials are added to (or only some of them asked
+    for) without it becoming another run."""
+    return sorted(k for k in set(saved) | set(current)
+                  if k != "num_trials" and saved.get(k) != current.get(k))
+
+
 def check_model_dir(config, overwrite=False):
     """A model folder holds one configuration: a different one under the same
     name is an error, never a silent mix."""
     mdir = config_lib.model_dir(config)
     path = os.path.join(mdir, "config.json")
+    current = config.to_dict()
     if os.path.exists(path) and not overwrite:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-        current = config.to_dict()
-        # More trials than before may be asked for; the rest must match.
-        differ = sorted(k for k in set(saved) | set(current)
-                        if k != "num_trials" and saved.get(k) != current.get(k))
+        differ = config_differences(saved, current)
         if differ:
             raise RunError(
                 f"{mdir} holds a run with another configuration (differs in "
                 f"{differ}); pick a new --model_name or pass --overwrite.")
+        # Asking for fewer trials than the folder was run with keeps the
+        # saved count: the folder still holds (or will hold) that many.
+        current["num_trials"] = max(current["num_trials"],
+                                    saved.get("num_trials", 1))
     if overwrite and os.path.isdir(mdir):
         shutil.rmtree(mdir)
     os.makedirs(mdir, exist_ok=True)
-    atomic_write_json(path, config.to_dict())
+    atomic_write_json(path, current)
     return mdir
 
 

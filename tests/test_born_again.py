@@ -129,6 +129,23 @@ def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
     assert len(table["models"]) == 3
 
 
+def test_finished_means_same_configuration_and_enough_trials(tmp_path,
+                                                             tiny_glue):
+    from bam_tf.io_utils import atomic_write_json
+    from bam_tf.run import check_model_dir
+    from conftest import debug_config
+    config = debug_config(tmp_path, tiny_glue, "done", ["rte"], num_trials=3)
+    mdir = check_model_dir(config)
+    assert not recipes._finished(config)  # no results yet
+    atomic_write_json(os.path.join(mdir, "results.json"),
+                      {"trials": [{"trial": t} for t in (1, 2, 3)]})
+    assert recipes._finished(config)
+    # Fewer trials asked for (a recipe that interleaves seeds): finished.
+    assert recipes._finished(config.replace(num_trials=1))
+    assert not recipes._finished(config.replace(num_trials=4))
+    assert not recipes._finished(config.replace(learning_rate=1.0))
+
+
 def test_table_gathers_only_plain_single_task_models():
     row = lambda name, task, score, single: {
         "name": name, "n_trials": 3, "single_task": single,

@@ -103,6 +103,9 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "same", ["rte"])
     check_model_dir(config)
     check_model_dir(config.replace(num_trials=3))  # more trials: fine
+    mdir = check_model_dir(config)  # fewer: fine, the saved count stays
+    with open(os.path.join(mdir, "config.json")) as f:
+        assert json.load(f)["num_trials"] == 3
     with pytest.raises(RunError, match=r"differs in \['learning_rate'\]"):
         check_model_dir(config.replace(learning_rate=1.0))
     check_model_dir(config.replace(learning_rate=1.0), overwrite=True)
