@@ -187,7 +187,7 @@ def check_model_dir(config, overwrite=False):
                 f"{mdir} holds a run with another configuration (differs in "
                 f"{differ}); pick a new --model_name or pass --overwrite.")
         # Asking for fewer trials than the folder was run with keeps the
-        # saved count: the folder still holds (or will hold) that many.
+        # saved count: the folder's trials beyond this run's stay its own.
         current["num_trials"] = max(current["num_trials"],
                                     saved.get("num_trials", 1))
     if overwrite and os.path.isdir(mdir):

@@ -10,7 +10,10 @@ import pytest
 import tensorflow as tf
 
 from bam_tf import recipes
+from bam_tf.io_utils import atomic_write_json
 from bam_tf.outputs import read_predictions
+from bam_tf.run import check_model_dir
+from conftest import debug_config
 
 TASKS = ["rte", "sts"]
 FAST = {"max_seq_length": 32, "padding": "max_length",
@@ -131,9 +134,6 @@ def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
 
 def test_finished_means_same_configuration_and_enough_trials(tmp_path,
                                                              tiny_glue):
-    from bam_tf.io_utils import atomic_write_json
-    from bam_tf.run import check_model_dir
-    from conftest import debug_config
     config = debug_config(tmp_path, tiny_glue, "done", ["rte"], num_trials=3)
     mdir = check_model_dir(config)
     assert not recipes._finished(config)  # no results yet
