@@ -61,8 +61,11 @@ def paired_bootstrap(metric, labels, outputs_a, outputs_b, samples=1000,
     `outputs_a` / `outputs_b` are lists (one per trial) of per-example
     outputs; a model's statistic is its metric averaged over its trials.
     Examples are resampled with replacement, the same indices for both
-    models; p is the share of resampled differences at least as far from the
-    observed difference as the observed difference is from 0.
+    models; p counts the resampled differences at least as far from the
+    observed difference as the observed difference is from 0, as
+    (count + 1) / (samples + 1): a Monte Carlo p-value is never 0, and
+    with `samples` draws none under 1 / (samples + 1) can be shown
+    (Davison and Hinkley 1997, section 4.2).
     """
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -77,7 +80,8 @@ def paired_bootstrap(metric, labels, outputs_a, outputs_b, samples=1000,
     for i in range(samples):
         index = rng.integers(0, n, n)
         deltas[i] = statistic(outputs_a, index) - statistic(outputs_b, index)
-    return float(np.mean(np.abs(deltas - observed) >= abs(observed) - 1e-12))
+    extreme = np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12)
+    return float((extreme + 1) / (samples + 1))
 
 
 def _trials(bam_dir, name):
