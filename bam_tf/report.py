@@ -16,6 +16,7 @@ from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
 from bam_tf.outputs import predictions_path
 from bam_tf.outputs import read_predictions
+from bam_tf.outputs import text_hashes
 from bam_tf.tasks import get_task
 from bam_tf.tasks import get_tasks
 
@@ -141,41 +142,116 @@ def _group_trials(bam_dir, members):
     return merged, owner, {m: v for m, v in left_out.items() if v}
 
 
-def _dev_outputs(bam_dir, name, task, trials):
-    """Per-trial dev predictions (class ids or regression values), sorted by
-    example id, with the gold labels; None where no trial wrote them."""
+SPLITS = ("dev", "train")
+
+
+def _split_name(task, split):
+    return task.dev_splits[0] if split == "dev" else split
+
+
+def _split_outputs(bam_dir, name, task, trial_numbers, split):
+    """Per-trial outputs on `split` ("dev": the task's first dev split;
+    "train": the training set as the run read it, e.g. unordered pairs in
+    both orders): logits for classification, predictions on the label
+    scale for regression, rows sorted by example id, with the gold labels
+    in the same order. Trials without a predictions file are skipped; None
+    when no trial has one.
+
+    Returns:
+        (labels, [outputs of each trial that has a file]) or None.
+    """
     model_dir = os.path.join(bam_dir, "models", name)
     config = RunConfig.from_json(os.path.join(model_dir, "config.json"))
-    split = task.dev_splits[0]
-    outputs = []
-    for trial in trials:
-        path = predictions_path(model_dir, task.name, split, trial["trial"])
-        if not os.path.exists(path):
-            continue
-        arrays = read_predictions(path)
-        order = np.argsort(arrays["eid"])
-        values = (arrays["predictions"] if task.is_regression
-                  else arrays["logits"].argmax(-1))
-        outputs.append((arrays["eid"][order], values[order]))
-    if not outputs:
+    split_name = _split_name(task, split)
+    paths = [predictions_path(model_dir, task.name, split_name, number)
+             for number in trial_numbers]
+    paths = [p for p in paths if os.path.exists(p)]
+    if not paths:
         return None
-    examples = load_split(task, split, glue_dir(config), config.data_source)
-    labels = examples.labels[np.argsort(examples.eids)]
-    eids = np.sort(examples.eids)
-    for trial_eids, _ in outputs:
-        if not np.array_equal(trial_eids, eids):
+    if split == "train":
+        examples = load_split(task, "train", glue_dir(config),
+                              config.data_source,
+                              double_unordered=config.double_unordered,
+                              max_examples=config.max_train_examples)
+    else:
+        examples = load_split(task, split_name, glue_dir(config),
+                              config.data_source)
+    order = np.argsort(examples.eids, kind="stable")
+    eids, hashes = examples.eids[order], text_hashes(examples)[order]
+    outputs = []
+    for path in paths:
+        arrays = read_predictions(path)
+        rows = np.argsort(arrays["eid"], kind="stable")
+        # Ids say which row is which example, the text hashes that the
+        # example is the one the model saw (not edited data since).
+        if not (np.array_equal(arrays["eid"][rows], eids) and
+                np.array_equal(arrays["text_hash"][rows], hashes)):
             raise ReportError(
-                f"{name}: {task.name} {split} predictions do not cover the "
-                "dev set of its configuration.")
-    return labels, [v for _, v in outputs]
+                f"{path}: its examples are not the {split_name} set of "
+                f"{name}'s configuration (other ids or texts).")
+        values = (arrays["predictions"] if task.is_regression
+                  else arrays["logits"])
+        outputs.append(values[rows])
+    return examples.labels[order], outputs
 
 
-def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
+def _split_trials(bam_dir, label, trials, folders, split):
+    """The finished trials rescored on `split` from their predictions
+    files, each task from the folder that holds it. Runs write training-set
+    predictions for their first `n_writes_distill` trials only: a trial
+    without them in some folder is left out and named.
+
+    Returns:
+        (rescored trials, {folder: trial numbers without predictions}).
+    """
+    rescored, missing = [], {}
+    for trial in trials:
+        number = trial["trial"]
+        absent = sorted({
+            folder for task_name, folder in folders.items()
+            if not os.path.exists(predictions_path(
+                os.path.join(bam_dir, "models", folder), task_name,
+                _split_name(get_task(task_name), split), number))})
+        for folder in absent:
+            missing.setdefault(folder, []).append(number)
+        if absent:
+            continue
+        metrics = {}
+        for task_name, folder in folders.items():
+            task = get_task(task_name)
+            labels, (outputs,) = _split_outputs(bam_dir, folder, task,
+                                                [number], split)
+            metrics[task_name] = scoring.score_split(task, labels, outputs)
+        rescored.append({"trial": number, "metrics": metrics,
+                         "avg": scoring.glue_average(
+                             metrics, get_tasks(list(metrics)))})
+    if not rescored:
+        raise ReportError(
+            f"{label}: no finished trial has {split} predictions in every "
+            f"folder (missing: {missing}); runs write them for their first "
+            "--n_writes_distill trials.")
+    return rescored, missing
+
+
+def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
+                 split="dev"):
     """The report as a dict (see scripts/report.py for its layout).
 
     `model_names` are model folders, or "LABEL=a+b+..." rows joining
-    several folders (`parse_model_spec`)."""
-    trials, folders, left_out = {}, {}, {}
+    several folders (`parse_model_spec`).
+
+    `split="train"` scores the finished trials on their training sets, from
+    the predictions runs write there for their first `n_writes_distill`
+    trials (the distillation targets; other trials are named under
+    `no_predictions`, {folder: trial numbers}): how
+    well each model fits what it trained on, next to its dev scores, tells
+    under-fitting from over-fitting. Only the Mann-Whitney U test runs
+    then: the bootstrap asks whether a difference would hold on other
+    examples of the task, which is the dev set's question, not the
+    training set's."""
+    if split not in SPLITS:
+        raise ReportError(f"split {split!r}: expected one of {SPLITS}.")
+    trials, folders, left_out, no_predictions = {}, {}, {}, {}
     for spec in model_names:
         label, members = parse_model_spec(spec)
         if label in trials:
@@ -186,6 +262,9 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
         else:
             trials[label], folders[label], left_out[label] = _group_trials(
                 bam_dir, members)
+        if split != "dev":
+            trials[label], no_predictions[label] = _split_trials(
+                bam_dir, label, trials[label], folders[label], split)
     model_names = list(trials)
     models = {}
     tasks = []
@@ -202,6 +281,8 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
             # A row joining folders counts only the trials all of them
             # finished; the others are named, not dropped silently.
             models[name]["left_out"] = left_out[name]
+        if no_predictions.get(name):
+            models[name]["no_predictions"] = no_predictions[name]
         for key in ("median", "mean", "std", "min", "max"):
             models[name][key] = {c: s[key] for c, s in summaries.items()}
 
@@ -216,16 +297,22 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
                                          alternative="two-sided").pvalue)
             comparisons.append({"a": a, "b": b, "task": column,
                                 "test": "mann_whitney_u", "p": p})
-            if column == "avg":
+            if column == "avg" or split != "dev":
                 continue
             task = get_task(column)
-            dev_a = _dev_outputs(bam_dir, folders[a][column], task, trials[a])
-            dev_b = _dev_outputs(bam_dir, folders[b][column], task, trials[b])
+            dev_a, dev_b = (
+                _split_outputs(bam_dir, folders[m][column], task,
+                               [t["trial"] for t in trials[m]], "dev")
+                for m in (a, b))
             if dev_a is None or dev_b is None:
                 continue
             metric = scoring.METRICS[task.metrics[0]]
-            p = paired_bootstrap(metric, dev_a[0], dev_a[1], dev_b[1],
-                                 bootstrap_samples, seed)
+            as_predictions = (lambda o: o) if task.is_regression else (
+                lambda o: o.argmax(-1))
+            p = paired_bootstrap(
+                metric, dev_a[0], [as_predictions(o) for o in dev_a[1]],
+                [as_predictions(o) for o in dev_b[1]], bootstrap_samples,
+                seed)
             comparisons.append({"a": a, "b": b, "task": column,
                                 "test": "bootstrap", "p": p})
     adjusted = holm_bonferroni([c["p"] for c in comparisons]) \
@@ -233,7 +320,8 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0):
     for comparison, p_holm in zip(comparisons, adjusted):
         comparison["p_holm"] = float(p_holm)
         comparison["stars"] = stars(p_holm)
-    return {"tasks": tasks, "models": models, "comparisons": comparisons}
+    return {"split": split, "tasks": tasks, "models": models,
+            "comparisons": comparisons}
 
 
 def format_markdown(report):
@@ -251,14 +339,23 @@ def format_markdown(report):
                 cells.append("")
         lines.append(f"| {name} | {model['n_trials']} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Medians over trials (± standard deviation).", ""]
+    lines += ["", "Medians over trials (± standard deviation)" + (
+        "." if report.get("split", "dev") == "dev" else
+        f", scored on the {report['split']} set from each trial's "
+        "predictions there."), ""]
     for name, model in report["models"].items():
         for folder, numbers in model.get("left_out", {}).items():
             lines.append(
                 f"{name}: trial{'s' if len(numbers) > 1 else ''} "
                 f"{', '.join(map(str, numbers))} of {folder} left out (not "
                 "finished in every folder of the row).")
-    if any("left_out" in m for m in report["models"].values()):
+        for folder, numbers in model.get("no_predictions", {}).items():
+            lines.append(
+                f"{name}: trial{'s' if len(numbers) > 1 else ''} "
+                f"{', '.join(map(str, numbers))} of {folder} left out (no "
+                f"{report['split']} predictions written).")
+    if any("left_out" in m or "no_predictions" in m
+           for m in report["models"].values()):
         lines.append("")
     if report["comparisons"]:
         lines += ["| a | b | task | test | p | p (Holm) | |",

@@ -10,6 +10,10 @@ A name LABEL=a+b+... makes one row of several model folders joined by trial
 number, as the paper's "Single" row joins one single-task model per task:
 
     --model_names=single=bam-rte-single+bam-mrpc-single,bam-multi
+
+--split=train scores the same trials on their training sets, from the
+predictions every run writes there: how well each model fits what it
+trained on, to tell under-fitting from over-fitting (Mann-Whitney U only).
 """
 
 import sys
@@ -30,6 +34,9 @@ flags.DEFINE_list("model_names", None, "Model folders to compare; "
                   "LABEL=a+b+... joins several folders into one row.")
 flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap resamples.")
 flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+flags.DEFINE_enum("split", "dev", ["dev", "train"],
+                  "Score on the dev set (from results.json) or on the "
+                  "training set (from the train predictions files).")
 flags.DEFINE_string("output_json", None, "Write the report as JSON.")
 flags.DEFINE_string("markdown", None, "Write the report as Markdown.")
 flags.mark_flags_as_required(["bam_dir", "model_names"])
@@ -41,7 +48,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
-                              FLAGS.bootstrap_samples, FLAGS.seed)
+                              FLAGS.bootstrap_samples, FLAGS.seed,
+                              FLAGS.split)
     except USER_ERRORS + (ReportError,) as e:
         sys.exit(f"error: {e}")
     text = format_markdown(report)

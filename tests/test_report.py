@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -148,3 +149,100 @@ def test_group_row_joins_single_task_folders(tiny_glue, tmp_path):
         report.build_report(str(tmp_path), ["x=s-rte+multi"])
     with pytest.raises(report.ReportError, match="expected"):
         report.parse_model_spec("=a+b")
+
+
+def _fake_train_predictions(bam_dir, glue_dir, name, task_name, outputs_of,
+                            trials=(1, 2)):
+    """A model folder whose finished trials wrote training-set predictions
+    `outputs_of(examples, trial)`, read as the run reads its training set
+    (unordered pairs doubled)."""
+    task = get_task(task_name)
+    _fake_results(bam_dir, glue_dir, name,
+                  {task_name: [50.0 + t for t in trials]})
+    folder = os.path.join(bam_dir, "models", name)
+    examples = load_split(task, "train", glue_dir)
+    for trial in trials:
+        write_predictions(predictions_path(folder, task_name, "train", trial),
+                          task, examples, examples.eids,
+                          outputs_of(examples, trial))
+    return examples
+
+
+def test_train_split_rescored_from_predictions(tiny_glue, tmp_path):
+    rng = np.random.default_rng(0)
+    flips, accuracy = {1: 0.1, 2: 0.25}, {}
+
+    def rte_logits(examples, trial):
+        wrong = rng.random(len(examples)) < flips[trial]
+        accuracy[trial] = 100 * (1 - wrong.mean())
+        predicted = np.where(wrong, 1 - examples.labels, examples.labels)
+        return np.eye(2, dtype=np.float32)[predicted]
+
+    noisy = {}
+
+    def sts_predictions(examples, trial):
+        noisy[trial] = (examples.labels
+                        + rng.normal(0, trial, len(examples))).astype(
+                            np.float32)
+        return noisy[trial]
+
+    _fake_train_predictions(tmp_path, tiny_glue, "s-rte", "rte", rte_logits)
+    sts = _fake_train_predictions(tmp_path, tiny_glue, "s-sts", "sts",
+                                  sts_predictions)
+    data = report.build_report(str(tmp_path), ["single=s-rte+s-sts"],
+                               split="train")
+    assert data["split"] == "train"
+    scores = data["models"]["single"]["scores"]
+    # Trial scores come from the files, not from results.json (51, 52).
+    np.testing.assert_allclose(scores["rte"], [accuracy[1], accuracy[2]])
+    assert len(sts) == 2 * 64  # both orders of each pair, as in training
+    expected_sts = [100 * stats.spearmanr(sts.labels, noisy[t])[0]
+                    for t in (1, 2)]
+    np.testing.assert_allclose(scores["sts"], expected_sts)
+    assert expected_sts[0] > expected_sts[1]
+    np.testing.assert_allclose(
+        scores["avg"], np.add(scores["rte"], scores["sts"]) / 2)
+    assert "scored on the train set" in report.format_markdown(data)
+
+    # A second row: only Mann-Whitney U tests; no bootstrap over training
+    # examples.
+    _fake_train_predictions(tmp_path, tiny_glue, "m", "rte", rte_logits)
+    data = report.build_report(str(tmp_path), ["s-rte", "m"], split="train")
+    assert {c["test"] for c in data["comparisons"]} == {"mann_whitney_u"}
+
+
+def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
+    def logits(examples, trial):
+        return np.eye(2, dtype=np.float32)[examples.labels]
+
+    _fake_train_predictions(tmp_path, tiny_glue, "a", "rte", logits,
+                            trials=(1,))
+    # results.json says two trials finished; trial 2 wrote no training-set
+    # predictions (as trials past --n_writes_distill do).
+    _fake_results(tmp_path, tiny_glue, "a", {"rte": [50.0, 51.0]})
+    data = report.build_report(str(tmp_path), ["a"], split="train")
+    assert data["models"]["a"]["n_trials"] == 1
+    assert data["models"]["a"]["scores"]["rte"] == [100.0]
+    assert data["models"]["a"]["no_predictions"] == {"a": [2]}
+    assert ("a: trial 2 of a left out (no train predictions written)."
+            in report.format_markdown(data))
+    _fake_results(tmp_path, tiny_glue, "none", {"rte": [50.0]})
+    with pytest.raises(report.ReportError,
+                       match=r"none: no finished trial has train predictions"):
+        report.build_report(str(tmp_path), ["none"], split="train")
+
+    # Predictions made on other texts (the data changed since).
+    examples = load_split(get_task("rte"), "train", tiny_glue)
+    edited = dataclasses.replace(
+        examples, text_a=["edited"] + examples.text_a[1:])
+    _fake_results(tmp_path, tiny_glue, "b", {"rte": [50.0]})
+    write_predictions(
+        predictions_path(str(tmp_path / "models" / "b"), "rte", "train", 1),
+        get_task("rte"), edited, edited.eids,
+        np.eye(2, dtype=np.float32)[examples.labels])
+    with pytest.raises(report.ReportError,
+                       match=r"rte_train_predictions_1\.npz: its examples "
+                             r"are not the train set"):
+        report.build_report(str(tmp_path), ["b"], split="train")
+    with pytest.raises(report.ReportError, match="expected one of"):
+        report.build_report(str(tmp_path), ["b"], split="test")
