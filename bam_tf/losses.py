@@ -56,8 +56,8 @@ def regression_loss(predictions, targets, teacher_predictions, weight):
 
 
 def multitask_per_example_loss(outputs, batch, task_specs, lam,
-                               temperature=1.0):
-    """Each example's loss for its own task.
+                               temperature=1.0, loss_weights=None):
+    """Each example's loss for its own task, times the task's weight.
 
     Every head runs on every example; a one-hot of the task id masks out the
     other tasks' losses (the original's static-shape trick, cheap on TPU).
@@ -68,16 +68,20 @@ def multitask_per_example_loss(outputs, batch, task_specs, lam,
         task_specs: [(name, num_labels, is_regression)] in task-id order.
         lam: the gold weight lambda (scalar).
         temperature: the distillation temperature.
+        loss_weights: one weight per task in task-id order, or None (all
+            1: the original's plain sum).
 
     Returns:
-        (per_example [batch], {task name: per-example loss masked to it},
-        {task name: mask [batch]}).
+        (per_example [batch], weighted; {task name: its per-example loss
+        masked to it, unweighted, so that logged task losses compare
+        across runs}; {task name: mask [batch]}).
     """
     has_teacher = tf.cast(batch["has_teacher"], tf.float32)
     # Examples without a teacher learn from gold labels alone.
     weight = has_teacher * lam + (1.0 - has_teacher)
     total = tf.zeros_like(has_teacher)
     per_task, masks = {}, {}
+    loss_weights = loss_weights or [1.0] * len(task_specs)
     for task_id, (name, num_labels, is_regression) in enumerate(task_specs):
         mask = tf.cast(tf.equal(batch["task_id"], task_id), tf.float32)
         out = tf.cast(outputs[name], tf.float32)
@@ -91,5 +95,5 @@ def multitask_per_example_loss(outputs, batch, task_specs, lam,
                 temperature)
         per_task[name] = loss * mask
         masks[name] = mask
-        total += loss * mask
+        total += loss_weights[task_id] * loss * mask
     return total, per_task, masks

@@ -31,6 +31,8 @@ class BamModel(keras.Model):
         distill_temperature: the distillation temperature.
         global_batch_size: the batch size over all replicas; the loss is
             divided by it so that summed replica gradients are the mean.
+        loss_weights: one weight per task, in task-id order, multiplying
+            each example's loss (None: all 1, the original's plain sum).
         **kwargs: `keras.Model` arguments; `dtype="mixed_float16"` makes
             `compile` wrap the optimizer in a `LossScaleOptimizer`, which
             `train_step` uses through `scale_loss` and `apply`.
@@ -46,7 +48,7 @@ class BamModel(keras.Model):
     def __init__(self, backbone, task_specs, dropout_rate=0.1,
                  total_steps=1, distill=False, teacher_annealing=True,
                  distill_weight=0.5, distill_temperature=1.0,
-                 global_batch_size=32, **kwargs):
+                 global_batch_size=32, loss_weights=None, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
         self.backbone = backbone
@@ -75,6 +77,12 @@ class BamModel(keras.Model):
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
         self.global_batch_size = int(global_batch_size)
+        self.loss_weights = ([float(w) for w in loss_weights]
+                             if loss_weights is not None else None)
+        if self.loss_weights is not None and (
+                len(self.loss_weights) != len(self.task_specs)):
+            raise ValueError(f"{len(self.loss_weights)} loss weights for "
+                             f"{len(self.task_specs)} tasks.")
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_trackers = {
@@ -111,7 +119,8 @@ class BamModel(keras.Model):
 
     def _batch_losses(self, batch, outputs, lam):
         per_example, per_task, masks = losses.multitask_per_example_loss(
-            outputs, batch, self.task_specs, lam, self.distill_temperature)
+            outputs, batch, self.task_specs, lam, self.distill_temperature,
+            self.loss_weights)
         real = tf.cast(batch["is_real"], tf.float32)
         self.loss_tracker.update_state(per_example, sample_weight=real)
         for name, tracker in self.task_loss_trackers.items():
@@ -179,6 +188,7 @@ class BamModel(keras.Model):
             "distill_weight": self.distill_weight,
             "distill_temperature": self.distill_temperature,
             "global_batch_size": self.global_batch_size,
+            "loss_weights": self.loss_weights,
         })
         return config
 

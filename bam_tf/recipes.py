@@ -13,8 +13,10 @@ import numpy as np
 from absl import logging
 
 from bam_tf.config import PRESETS
+from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
 from bam_tf.config import model_dir
+from bam_tf.config import parse_task_loss_weights
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.run import Runtime
@@ -89,6 +91,7 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
         debug: apply the debug preset (tiny encoder) over the paper's ones.
     """
     runs = plan(recipe, prefix, task_names)
+    weights = _task_loss_weights(values, task_names, runs, recipe)
     configs = []
     for name, kind, tasks, teachers in runs:
         preset = "single_task" if kind == "single" else "multi_task"
@@ -96,7 +99,9 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                          **(PRESETS["debug"] if debug else {}),
                          **values, "model_name": name,
                          "task_names": tasks,
-                         "distill": bool(teachers), "teachers": teachers}
+                         "distill": bool(teachers), "teachers": teachers,
+                         "task_loss_weights": weights if kind == "multi"
+                         else {}}
         configs.append(RunConfig.from_dict(config_values))
     for config in configs:  # validate every step before the first trains
         if _finished(config):
@@ -112,6 +117,27 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     atomic_write_json(base + ".json", table)
     atomic_write_text(base + ".txt", format_table(table))
     return table
+
+
+def _task_loss_weights(values, task_names, runs, recipe):
+    """The user's task loss weights, for the multi-task steps only: they
+    weigh tasks against each other, and one-task steps then stay the same
+    runs (the same teacher folders) as without them."""
+    weights = values.get("task_loss_weights") or {}
+    if isinstance(weights, str):
+        weights = parse_task_loss_weights(weights)
+    weights = dict(weights)
+    if not weights:
+        return {}
+    unknown = sorted(set(weights) - set(task_names))
+    if unknown:
+        raise ConfigError(f"--task_loss_weights names tasks {unknown} that "
+                          f"are not in --task_names={','.join(task_names)}.")
+    if not any(kind == "multi" for _, kind, _, _ in runs):
+        raise ConfigError(
+            "--task_loss_weights weighs tasks against each other in a "
+            f"multi-task model; recipe {recipe!r} trains none.")
+    return weights
 
 
 def _median_scores(config):

@@ -164,10 +164,22 @@ def _encoder(config, data, seed):
     return build_encoder(config, seed, data.vocabulary_texts(), vocabulary)
 
 
+def _as_read_now(saved):
+    """A saved configuration as this version reads it: keys added since it
+    was written take their defaults, which keep the earlier behaviour, so
+    a folder written before a new option stays the same run. One this
+    version cannot read is compared as it is (its odd keys then differ)."""
+    try:
+        return config_lib.RunConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):  # ConfigError is a ValueError
+        return saved
+
+
 def config_differences(saved, current):
     """The keys in which two saved configurations (dicts) differ, except
     num_trials: a folder's trials are added to (or only some of them asked
     for) without it becoming another run."""
+    saved, current = _as_read_now(saved), _as_read_now(current)
     return sorted(k for k in set(saved) | set(current)
                   if k != "num_trials" and saved.get(k) != current.get(k))
 
@@ -489,6 +501,7 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
             distill_weight=config.distill_weight,
             distill_temperature=config.distill_temperature,
             global_batch_size=config.train_batch_size,
+            loss_weights=[config.loss_weight(t.name) for t in data.tasks],
             dtype=config.mixed_precision)
         build_batch = next(iter(train_ds))
         model(build_batch)

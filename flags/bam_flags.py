@@ -32,6 +32,9 @@ _HELP = {
     "distill_weight": "Teacher weight (1 - lambda) without annealing.",
     "lr_decay": "Layer-wise learning-rate decay alpha.",
     "task_weight_exponent": "Sample tasks in proportion to |D|^exponent.",
+    "task_loss_weights": "task:weight,... multiplies each example's loss "
+                         "by its task's weight (default 1; multi-task runs; "
+                         "not in the original).",
     "max_train_examples": "Train on the first N examples of each task.",
     "padding": "buckets (similar lengths batched, padded to 16, 32, ...; "
                "CPU/GPU), longest (each batch to its longest), max_length "

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from bam_tf import recipes
+from bam_tf.config import ConfigError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.outputs import read_predictions
 from bam_tf.run import check_model_dir
@@ -45,6 +46,36 @@ def test_plan_names_and_teachers():
     assert plan[3][3] == {"rte": "p-single-to-multi"}
     assert recipes.plan("multi_to_multi", "p", ["rte", "sts"])[1][3] == {
         "rte": "p-multi", "sts": "p-multi"}
+
+
+class _Planned(Exception):
+    pass
+
+
+def _planned_configs(monkeypatch, recipe, values):
+    """The configurations `run_recipe` would train, without training."""
+    def stop(configs):
+        raise _Planned(configs)
+    monkeypatch.setattr(recipes, "train_and_evaluate", lambda *a, **k: None)
+    monkeypatch.setattr(recipes, "comparison_table", stop)
+    with pytest.raises(_Planned) as planned:
+        recipes.run_recipe(recipe, "p", ["rte", "sts"], values, debug=True)
+    return {c.model_name: c for c in planned.value.args[0]}
+
+
+def test_task_loss_weights_go_to_multi_task_steps_only(monkeypatch,
+                                                        tmp_path):
+    values = {"bam_dir": str(tmp_path), "task_loss_weights": "sts:4"}
+    configs = _planned_configs(monkeypatch, "single_to_multi", values)
+    # Teachers stay the runs (and folders) they are without weights.
+    assert configs["p-rte-single"].task_loss_weights == ()
+    assert configs["p-sts-single"].task_loss_weights == ()
+    assert configs["p-single-to-multi"].task_loss_weights == (("sts", 4.0),)
+    with pytest.raises(ConfigError, match=r"tasks \['cola'\]"):
+        _planned_configs(monkeypatch, "multi",
+                         {**values, "task_loss_weights": {"cola": 2}})
+    with pytest.raises(ConfigError, match="trains none"):
+        _planned_configs(monkeypatch, "single_to_single", values)
 
 
 def test_teachers_write_targets_for_every_training_example(recipe_run,

@@ -6,6 +6,7 @@ import pytest
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
+from bam_tf.config import parse_task_loss_weights
 from bam_tf.config import parse_teachers
 
 from conftest import REPO
@@ -43,10 +44,30 @@ def test_json_round_trip_and_frozen(tmp_path):
     ({"task_names": "rte,rte"}, "duplicates"),
     ({"lr_decay": 0.0}, "lr_decay"),
     ({"data_source": "csv"}, "data_source"),
+    ({"task_loss_weights": "cola:2"}, r"names tasks \['cola'\]"),
+    ({"task_loss_weights": "rte:0"}, "finite and > 0"),
+    ({"task_loss_weights": "rte:nan"}, "finite and > 0"),
+    ({"task_loss_weights": {"rte": "heavy"}}, "map tasks to numbers"),
 ])
 def test_contradictory_values_are_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_dict({**BASE, **changes})
+
+
+def test_task_loss_weights_parse_round_trip_and_default(tmp_path):
+    config = RunConfig.from_dict({**BASE, "task_loss_weights": "mrpc:4,rte:.5"})
+    assert config.task_loss_weights == (("mrpc", 4.0), ("rte", 0.5))
+    assert (config.loss_weight("rte"), config.loss_weight("mrpc")) == (0.5, 4)
+    assert config.to_dict()["task_loss_weights"] == {"mrpc": 4.0, "rte": 0.5}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert RunConfig.from_json(str(path)) == config
+    plain = RunConfig.from_dict(BASE)
+    assert plain.task_loss_weights == () and plain.loss_weight("rte") == 1.0
+    for bad, message in (("rte", "task:number"), ("rte:x", "task:number"),
+                         ("rte:1,rte:2", "twice")):
+        with pytest.raises(ConfigError, match=message):
+            parse_task_loss_weights(bad)
 
 
 def test_teacher_parsing_errors():

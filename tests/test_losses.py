@@ -52,6 +52,21 @@ def test_without_teacher_gold_alone(lam):
                                [GOLD_CE, (0.8 - 0.6) ** 2], rtol=1e-6)
 
 
+def test_task_loss_weights_scale_the_total_not_the_task_losses():
+    plain, _, _ = losses.multitask_per_example_loss(
+        OUTPUTS, _batch(), SPECS, tf.constant(1.0))
+    weighted, per_task, _ = losses.multitask_per_example_loss(
+        OUTPUTS, _batch(), SPECS, tf.constant(1.0), loss_weights=[0.5, 4.0])
+    # rte example: 0.5 * its cross-entropy; sts example: 4 * (0.8 - 0.6)^2.
+    np.testing.assert_allclose(weighted.numpy(),
+                               [0.5 * GOLD_CE, 4.0 * 0.2 ** 2], rtol=1e-6)
+    np.testing.assert_allclose(weighted.numpy(),
+                               plain.numpy() * [0.5, 4.0], rtol=1e-6)
+    # Logged task losses stay unweighted: comparable across runs.
+    np.testing.assert_allclose(per_task["sts"].numpy(), [0, 0.2 ** 2],
+                               rtol=1e-6)
+
+
 def test_temperature():
     t = 2.0
     logits = tf.constant([[2.0, 0.0]])

@@ -41,7 +41,8 @@ def test_outputs_and_named_heads():
 
 
 def test_config_json_round_trip_and_save_load(tmp_path):
-    model = _model(distill=True, distill_temperature=2.0)
+    model = _model(distill=True, distill_temperature=2.0,
+                   loss_weights=[1.0, 3.0])
     config = json.loads(json.dumps(model.get_config()))
     clone = BamModel.from_config(config)
     assert clone.get_config() == model.get_config()
@@ -66,6 +67,25 @@ def test_fit_lowers_the_loss_and_logs_lambda():
                                     "learning_rate"}
     # Annealing: lambda is step / total_steps at the last logged step.
     assert history.history["lambda"][-1] == pytest.approx(39 / 40)
+
+
+def test_loss_weights_weigh_the_logged_loss():
+    model = _model(loss_weights=[1.0, 3.0])
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 20))
+    batch = next(iter(_dataset()))
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0,
+                          return_dict=True)
+    # loss is the mean over the batch of each example's weighted loss;
+    # loss_rte / loss_sts are the unweighted means over their examples.
+    n_sts = float(np.sum(batch["task_id"].numpy() == 1))
+    n = len(batch["task_id"])
+    assert 0 < n_sts < n
+    expected = ((n - n_sts) * logs["loss_rte"] + 3.0 * n_sts
+                * logs["loss_sts"]) / n
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="1 loss weights for 2 tasks"):
+        BamModel(tiny_backbone(vocabulary_size=60), SPECS,
+                 loss_weights=[2.0])
 
 
 def _one_step(strategy, batch):

@@ -109,6 +109,18 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     with pytest.raises(RunError, match=r"differs in \['learning_rate'\]"):
         check_model_dir(config.replace(learning_rate=1.0))
     check_model_dir(config.replace(learning_rate=1.0), overwrite=True)
+    # A folder written before an option existed (its key absent) is the
+    # same run when the option keeps its default, not when it is set.
+    path = os.path.join(mdir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["task_loss_weights"]
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    same = config.replace(learning_rate=1.0)
+    check_model_dir(same)
+    with pytest.raises(RunError, match=r"differs in \['task_loss_weights'\]"):
+        check_model_dir(same.replace(task_loss_weights="rte:2"))
 
 
 def test_max_seq_length_over_position_limit(tmp_path, tiny_glue,
