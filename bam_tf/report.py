@@ -204,7 +204,7 @@ def _split_trials(bam_dir, label, trials, folders, split):
     Returns:
         (rescored trials, {folder: trial numbers without predictions}).
     """
-    rescored, missing = [], {}
+    complete, missing = [], {}
     for trial in trials:
         number = trial["trial"]
         absent = sorted({
@@ -214,17 +214,22 @@ def _split_trials(bam_dir, label, trials, folders, split):
                 _split_name(get_task(task_name), split), number))})
         for folder in absent:
             missing.setdefault(folder, []).append(number)
-        if absent:
-            continue
-        metrics = {}
-        for task_name, folder in folders.items():
-            task = get_task(task_name)
-            labels, (outputs,) = _split_outputs(bam_dir, folder, task,
-                                                [number], split)
-            metrics[task_name] = scoring.score_split(task, labels, outputs)
-        rescored.append({"trial": number, "metrics": metrics,
-                         "avg": scoring.glue_average(
-                             metrics, get_tasks(list(metrics)))})
+        if not absent:
+            complete.append(number)
+    rescored = []
+    if complete:
+        # One read of each task's split for all trials: training sets
+        # (MNLI's 393k pairs) are not small.
+        per_task = {name: _split_outputs(bam_dir, folder, get_task(name),
+                                         complete, split)
+                    for name, folder in folders.items()}
+        for k, number in enumerate(complete):
+            metrics = {name: scoring.score_split(get_task(name), labels,
+                                                 outputs[k])
+                       for name, (labels, outputs) in per_task.items()}
+            rescored.append({"trial": number, "metrics": metrics,
+                             "avg": scoring.glue_average(
+                                 metrics, get_tasks(list(metrics)))})
     if not rescored:
         raise ReportError(
             f"{label}: no finished trial has {split} predictions in every "
