@@ -48,10 +48,12 @@ def stars(p):
 
 
 def summarize(values):
+    """Median, mean, sample standard deviation (n - 1; None for a single
+    trial, where it is undefined, not 0), min and max."""
     values = np.asarray(values, dtype=np.float64)
     return {"median": float(np.median(values)),
             "mean": float(np.mean(values)),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
             "min": float(np.min(values)), "max": float(np.max(values))}
 
 
@@ -338,13 +340,15 @@ def format_markdown(report):
         cells = []
         for c in columns:
             if c in model["median"]:
-                cells.append(f"{model['median'][c]:.1f} "
-                             f"(±{model['std'][c]:.1f})")
+                std = model["std"][c]
+                cells.append(f"{model['median'][c]:.1f}" + (
+                    "" if std is None else f" (±{std:.1f})"))
             else:
                 cells.append("")
         lines.append(f"| {name} | {model['n_trials']} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Medians over trials (± standard deviation)" + (
+    lines += ["", "Medians over trials (± standard deviation, none for "
+              "one trial)" + (
         "." if report.get("split", "dev") == "dev" else
         f", scored on the {report['split']} set from each trial's "
         "predictions there."), ""]

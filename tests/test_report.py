@@ -40,6 +40,8 @@ def test_summaries_equal_numpy_and_scipy():
     assert s["std"] == pytest.approx(stats.tstd(values))
     assert s["mean"] == pytest.approx(np.mean(values))
     assert (s["min"], s["max"]) == (58.3, 62.7)
+    # One trial has no spread to show: None, not 0.
+    assert report.summarize([61.0])["std"] is None
 
 
 def test_bootstrap_identical_and_clearly_better():
@@ -226,6 +228,8 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
     assert data["models"]["a"]["no_predictions"] == {"a": [2]}
     assert ("a: trial 2 of a left out (no train predictions written)."
             in report.format_markdown(data))
+    assert data["models"]["a"]["std"]["rte"] is None
+    assert "| a | 1 | 100.0 | 100.0 |" in report.format_markdown(data)
     _fake_results(tmp_path, tiny_glue, "none", {"rte": [50.0]})
     with pytest.raises(report.ReportError,
                        match=r"none: no finished trial has train predictions"):
