@@ -264,37 +264,34 @@ class RunConfig:
                   "learn from them, or drop --teachers.")
 
 
+def _parse_task_pairs(text, flag, form, convert=str):
+    """'task:value,...' -> {task: convert(value)}: every entry of the
+    form task:value, no task twice, errors naming the flag and entry."""
+    pairs = {}
+    for item in [i for i in text.split(",") if i.strip()]:
+        task, sep, value = (s.strip() for s in item.partition(":"))
+        try:
+            value = convert(value) if sep else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise ConfigError(
+                f"{flag} entry {item!r} is not of the form {form}.")
+        if task in pairs:
+            raise ConfigError(f"{flag} names task {task!r} twice.")
+        pairs[task] = value
+    return pairs
+
+
 def parse_teachers(text):
     """'rte:rte-model,mrpc:mrpc-model' -> {'rte': 'rte-model', ...}."""
-    teachers = {}
-    for item in [i for i in text.split(",") if i.strip()]:
-        if ":" not in item:
-            raise ConfigError(
-                f"--teachers entry {item!r} is not of the form task:model.")
-        task, model = (s.strip() for s in item.split(":", 1))
-        if task in teachers:
-            raise ConfigError(f"--teachers names task {task!r} twice.")
-        teachers[task] = model
-    return teachers
+    return _parse_task_pairs(text, "--teachers", "task:model")
 
 
 def parse_task_loss_weights(text):
     """'sts:4,rte:0.5' -> {'sts': 4.0, 'rte': 0.5}."""
-    weights = {}
-    for item in [i for i in text.split(",") if i.strip()]:
-        task, sep, weight = (s.strip() for s in item.partition(":"))
-        try:
-            value = float(weight)
-        except ValueError:
-            value = None
-        if not sep or value is None:
-            raise ConfigError(f"--task_loss_weights entry {item!r} is not of "
-                              "the form task:number.")
-        if task in weights:
-            raise ConfigError(
-                f"--task_loss_weights names task {task!r} twice.")
-        weights[task] = value
-    return weights
+    return _parse_task_pairs(text, "--task_loss_weights", "task:number",
+                             float)
 
 
 def glue_dir(config):

@@ -151,6 +151,11 @@ def _split_name(task, split):
     return task.dev_splits[0] if split == "dev" else split
 
 
+def _predictions_file(bam_dir, folder, task, split, trial_number):
+    return predictions_path(os.path.join(bam_dir, "models", folder),
+                            task.name, _split_name(task, split), trial_number)
+
+
 def _split_outputs(bam_dir, name, task, trial_numbers, split):
     """Per-trial outputs on `split` ("dev": the task's first dev split;
     "train": the training set as the run read it, e.g. unordered pairs in
@@ -165,7 +170,7 @@ def _split_outputs(bam_dir, name, task, trial_numbers, split):
     model_dir = os.path.join(bam_dir, "models", name)
     config = RunConfig.from_json(os.path.join(model_dir, "config.json"))
     split_name = _split_name(task, split)
-    paths = [predictions_path(model_dir, task.name, split_name, number)
+    paths = [_predictions_file(bam_dir, name, task, split, number)
              for number in trial_numbers]
     paths = [p for p in paths if os.path.exists(p)]
     if not paths:
@@ -211,9 +216,8 @@ def _split_trials(bam_dir, label, trials, folders, split):
         number = trial["trial"]
         absent = sorted({
             folder for task_name, folder in folders.items()
-            if not os.path.exists(predictions_path(
-                os.path.join(bam_dir, "models", folder), task_name,
-                _split_name(get_task(task_name), split), number))})
+            if not os.path.exists(_predictions_file(
+                bam_dir, folder, get_task(task_name), split, number))})
         for folder in absent:
             missing.setdefault(folder, []).append(number)
         if not absent:
