@@ -143,37 +143,40 @@ class RunConfig:
                 t for t in values["task_names"].split(",") if t
             ]
         values["task_names"] = tuple(values.get("task_names", ()))
-        teachers = values.get("teachers", ())
-        if isinstance(teachers, str):
-            teachers = parse_teachers(teachers)
-        if isinstance(teachers, dict):
-            teachers = teachers.items()
-        values["teachers"] = tuple(
-            (str(t), str(m)) for t, m in sorted(teachers)
-        )
-        weights = values.get("task_loss_weights", ())
-        if isinstance(weights, str):
-            weights = parse_task_loss_weights(weights)
-        if isinstance(weights, dict):
-            weights = weights.items()
-        try:
-            values["task_loss_weights"] = tuple(
-                (str(t), float(w)) for t, w in sorted(weights))
-        except (TypeError, ValueError):
-            raise ConfigError(f"task_loss_weights must map tasks to numbers, "
-                              f"got {weights!r}.") from None
+        values["teachers"] = _task_pairs(
+            values, "teachers", parse_teachers, _model_name, "model names")
+        values["task_loss_weights"] = _task_pairs(
+            values, "task_loss_weights", parse_task_loss_weights, float,
+            "numbers")
         trials = values.get("teacher_trials", (1,))
         if isinstance(trials, (int, str)):
-            trials = [int(t) for t in str(trials).split(",") if t]
-        values["teacher_trials"] = tuple(int(t) for t in trials)
+            trials = [t for t in str(trials).split(",") if t]
+        try:
+            values["teacher_trials"] = tuple(int(t) for t in trials)
+        except (TypeError, ValueError):
+            raise ConfigError(f"teacher_trials must be trial numbers, got "
+                              f"{values['teacher_trials']!r}.") from None
         config = cls(**values)
         config.validate()
         return config
 
     @classmethod
     def from_json(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """A saved config.json; errors name the file, since it may have
+        been edited by hand."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}.") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of "
+                              f"configuration keys, got "
+                              f"{type(values).__name__}.")
+        try:
+            return cls.from_dict(values)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def loss_weight(self, task_name):
         return dict(self.task_loss_weights).get(task_name, 1.0)
@@ -262,6 +265,27 @@ class RunConfig:
             check(not self.teachers,
                   "--teachers is given without --distill: pass --distill to "
                   "learn from them, or drop --teachers.")
+
+
+def _model_name(value):
+    if not isinstance(value, str) or not value:
+        raise TypeError(value)
+    return value
+
+
+def _task_pairs(values, key, parse, convert, what):
+    """A task -> value option as the flag's text, a dict (config.json) or
+    pairs (a RunConfig's own field) -> sorted ((task, value), ...)."""
+    pairs = values.get(key, ())
+    if isinstance(pairs, str):
+        pairs = parse(pairs)
+    if isinstance(pairs, dict):
+        pairs = pairs.items()
+    try:
+        return tuple((str(t), convert(v)) for t, v in sorted(pairs))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key} must map tasks to {what}, got {values[key]!r}.") from None
 
 
 def _parse_task_pairs(text, flag, form, convert=str):

@@ -48,10 +48,30 @@ def test_json_round_trip_and_frozen(tmp_path):
     ({"task_loss_weights": "rte:0"}, "finite and > 0"),
     ({"task_loss_weights": "rte:nan"}, "finite and > 0"),
     ({"task_loss_weights": {"rte": "heavy"}}, "map tasks to numbers"),
+    # Hand-edited config.json values: errors, not a crash in unpacking.
+    ({"task_loss_weights": ["rte"]}, "map tasks to numbers"),
+    ({"distill": True, "teachers": ["rte"]}, "map tasks to model names"),
+    ({"distill": True, "teachers": {"rte": None}}, "map tasks to model names"),
+    ({"teacher_trials": "1,two"}, "teacher_trials must be trial numbers"),
 ])
 def test_contradictory_values_are_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_dict({**BASE, **changes})
+
+
+def test_bad_config_json_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_name": "m",\n "learning_rate": }')
+    with pytest.raises(ConfigError, match=r"config.json is not valid JSON: "
+                                          r".*line 2"):
+        RunConfig.from_json(str(path))
+    path.write_text("[1]")
+    with pytest.raises(ConfigError, match="config.json: expected a JSON "
+                                          "object.*got list"):
+        RunConfig.from_json(str(path))
+    path.write_text(json.dumps({**BASE, "lr_decay": 0.0}))
+    with pytest.raises(ConfigError, match="config.json: .*lr_decay"):
+        RunConfig.from_json(str(path))
 
 
 def test_task_loss_weights_parse_round_trip_and_default(tmp_path):
