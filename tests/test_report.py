@@ -109,6 +109,28 @@ def test_report_script(tiny_glue, tmp_path):
     assert "| strong | 5 | 82.0" in md.read_text()
 
 
+def test_mann_whitney_is_exact_with_ties_and_skips_single_trials(
+        tiny_glue, tmp_path):
+    # Separated groups: 2 of the C(6, 3) = 20 relabelings are as extreme,
+    # ties or not; scipy's default goes normal-approximate on ties, under.
+    tied = ([56.0, 56.0, 55.6], [57.0, 57.0, 58.0])
+    assert report.mann_whitney_p(*tied) == pytest.approx(2 / 20)
+    assert stats.mannwhitneyu(*tied).pvalue < 0.1
+    # Ties across groups, by hand: pooled midranks 1, 2.5, 2.5, 4; U of
+    # the first group over its 6 relabelings is 0.5, 0.5, 2, 2, 3.5, 3.5;
+    # observed 0.5: two-sided 2 * 2/6.
+    assert report.mann_whitney_p([1, 2], [2, 3]) == pytest.approx(2 / 3)
+    # No ties: scipy's exact test, 2 / C(8, 4).
+    assert report.mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == \
+        pytest.approx(2 / 70)
+    assert report.mann_whitney_p([1], [2, 3, 4]) is None
+    _fake_results(tmp_path, tiny_glue, "once", {"rte": [60]})
+    _fake_results(tmp_path, tiny_glue, "thrice", {"rte": [70, 71, 72]})
+    data = report.build_report(str(tmp_path), ["once", "thrice"])
+    assert data["comparisons"] == []
+    assert data["models"]["once"]["n_trials"] == 1
+
+
 def _fake_results(bam_dir, glue_dir, name, scores):
     """A model folder with results only: scores = {task: [per trial]}."""
     config = debug_config(bam_dir, glue_dir, name, list(scores))
