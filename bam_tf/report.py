@@ -106,19 +106,36 @@ def paired_bootstrap(metric, labels, outputs_a, outputs_b, samples=1000,
     with `samples` draws none under 1 / (samples + 1) can be shown
     (Davison and Hinkley 1997, section 4.2).
     """
+    return paired_bootstrap_average(
+        [(metric, labels, outputs_a, outputs_b)], samples, seed)
+
+
+def paired_bootstrap_average(parts, samples=1000, seed=0):
+    """The paired bootstrap test of `paired_bootstrap` for the average
+    over tasks, the paper's headline column.
+
+    `parts` holds one (metric, labels, outputs_a, outputs_b) per task. A
+    model's statistic is the mean over tasks of its metric averaged over
+    trials (the average column's mean over trials, the two means
+    commuting). Each resample draws every task's dev examples on their own
+    (a stratified bootstrap: dev sets of different tasks are different
+    samples), the same indices for both models. One part is
+    `paired_bootstrap`'s test, draw for draw.
+    """
     rng = np.random.default_rng(seed)
-    n = len(labels)
 
-    def statistic(outputs, index):
-        return np.mean([metric(labels[index], o[index]) for o in outputs])
+    def statistic(indices):
+        return np.mean([
+            np.mean([metric(labels[index], o[index]) for o in outputs_a])
+            - np.mean([metric(labels[index], o[index]) for o in outputs_b])
+            for (metric, labels, outputs_a, outputs_b), index
+            in zip(parts, indices)])
 
-    everything = np.arange(n)
-    observed = statistic(outputs_a, everything) - statistic(
-        outputs_b, everything)
+    observed = statistic([np.arange(len(part[1])) for part in parts])
     deltas = np.empty(samples)
     for i in range(samples):
-        index = rng.integers(0, n, n)
-        deltas[i] = statistic(outputs_a, index) - statistic(outputs_b, index)
+        deltas[i] = statistic([rng.integers(0, len(part[1]), len(part[1]))
+                               for part in parts])
     extreme = np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12)
     return float((extreme + 1) / (samples + 1))
 
@@ -280,6 +297,35 @@ def _split_trials(bam_dir, label, trials, folders, split):
     return rescored, missing
 
 
+def _bootstrap_part(bam_dir, task, side_a, side_b):
+    """(metric, labels, predictions of a's trials, of b's) on the task's
+    dev set, each side a (folder, trial numbers); None when a side has no
+    dev predictions."""
+    dev_a, dev_b = (_split_outputs(bam_dir, folder, task, numbers, "dev")
+                    for folder, numbers in (side_a, side_b))
+    if dev_a is None or dev_b is None:
+        return None
+    as_predictions = (lambda o: o) if task.is_regression else (
+        lambda o: o.argmax(-1))
+    return (scoring.METRICS[task.metrics[0]], dev_a[0],
+            [as_predictions(o) for o in dev_a[1]],
+            [as_predictions(o) for o in dev_b[1]])
+
+
+def _average_bootstrap(parts, model_a, model_b, samples, seed):
+    """The bootstrap p of the average column, or None unless both models
+    average the same tasks and every one of them has dev predictions."""
+    averaged = [
+        [t.name for t in scoring.averaged_tasks(
+            get_tasks([c for c in model["scores"] if c != "avg"]))]
+        for model in (model_a, model_b)]
+    if set(averaged[0]) != set(averaged[1]) or \
+            any(parts.get(t) is None for t in averaged[0]):
+        return None
+    return paired_bootstrap_average([parts[t] for t in averaged[0]],
+                                    samples, seed)
+
+
 def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
                  split="dev"):
     """The report as a dict (see scripts/report.py for its layout).
@@ -335,6 +381,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
 
     comparisons = []
     for a, b in itertools.combinations(model_names, 2):
+        parts = {}  # task -> the bootstrap's inputs, for the average's
         for column in tasks + ["avg"]:
             if column not in models[a]["scores"] or \
                     column not in models[b]["scores"]:
@@ -344,24 +391,21 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
             if p is not None:
                 comparisons.append({"a": a, "b": b, "task": column,
                                     "test": "mann_whitney_u", "p": p})
-            if column == "avg" or split != "dev":
+            if split != "dev":
                 continue
-            task = get_task(column)
-            dev_a, dev_b = (
-                _split_outputs(bam_dir, folders[m][column], task,
-                               [t["trial"] for t in trials[m]], "dev")
-                for m in (a, b))
-            if dev_a is None or dev_b is None:
-                continue
-            metric = scoring.METRICS[task.metrics[0]]
-            as_predictions = (lambda o: o) if task.is_regression else (
-                lambda o: o.argmax(-1))
-            p = paired_bootstrap(
-                metric, dev_a[0], [as_predictions(o) for o in dev_a[1]],
-                [as_predictions(o) for o in dev_b[1]], bootstrap_samples,
-                seed)
-            comparisons.append({"a": a, "b": b, "task": column,
-                                "test": "bootstrap", "p": p})
+            if column == "avg":
+                p = _average_bootstrap(parts, models[a], models[b],
+                                       bootstrap_samples, seed)
+            else:
+                part = parts[column] = _bootstrap_part(
+                    bam_dir, get_task(column),
+                    *[(folders[m][column],
+                       [t["trial"] for t in trials[m]]) for m in (a, b)])
+                p = None if part is None else paired_bootstrap(
+                    *part, bootstrap_samples, seed)
+            if p is not None:
+                comparisons.append({"a": a, "b": b, "task": column,
+                                    "test": "bootstrap", "p": p})
     adjusted = holm_bonferroni([c["p"] for c in comparisons]) \
         if comparisons else []
     for comparison, p_holm in zip(comparisons, adjusted):

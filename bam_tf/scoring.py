@@ -67,10 +67,14 @@ def score_split(task, labels, outputs):
     return results
 
 
+def averaged_tasks(tasks):
+    """The tasks the average counts: all but WNLI, as in the paper (a
+    WNLI-only run still gets an average)."""
+    counted = [t for t in tasks if t.in_glue_average]
+    return counted or list(tasks)
+
+
 def glue_average(task_scores, tasks):
-    """The mean `score` over tasks, WNLI excluded as in the paper."""
-    scores = [task_scores[t.name]["score"] for t in tasks
-              if t.in_glue_average]
-    if not scores:  # a WNLI-only run still gets an average
-        scores = [task_scores[t.name]["score"] for t in tasks]
-    return float(np.mean(scores))
+    """The mean `score` over `averaged_tasks(tasks)`."""
+    return float(np.mean([task_scores[t.name]["score"]
+                          for t in averaged_tasks(tasks)]))

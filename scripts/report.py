@@ -2,7 +2,8 @@ r"""Multi-seed report over model folders: medians, means, standard
 deviations, minima and maxima per task and for the average, a Table 1-style
 table, and pairwise significance tests (two-sided Mann-Whitney U over trial
 scores, exact with ties, between models with 2 trials or more; paired
-bootstrap over dev examples), Holm-Bonferroni corrected.
+bootstrap over dev examples, per task and for the average),
+Holm-Bonferroni corrected.
 
     python scripts/report.py --bam_dir=DIR --model_names=single,multi \
         [--output_json=report.json] [--markdown=report.md]

@@ -58,6 +58,33 @@ def test_bootstrap_identical_and_clearly_better():
                                    500) == pytest.approx(1 / 501)
 
 
+def test_bootstrap_of_the_average_over_tasks():
+    rng = np.random.default_rng(1)
+    labels = [rng.integers(0, 2, 300), rng.integers(0, 2, 200)]
+
+    def right(k, rate):
+        return [np.where(rng.random(len(labels[k])) < rate, labels[k],
+                         1 - labels[k])]
+    good = [right(0, 0.9), right(1, 0.9)]
+    poor = [right(0, 0.6), right(1, 0.6)]
+    part = lambda k, a, b: (scoring.accuracy, labels[k], a[k], b[k])  # noqa
+    # Better on both tasks: no resampled average difference near 0.
+    assert report.paired_bootstrap_average(
+        [part(0, good, poor), part(1, good, poor)], 300) == \
+        pytest.approx(1 / 301)
+    # A's gain on task 0 is B's on a second task, a copy of it with the
+    # models swapped: the observed average difference is 0, and every
+    # resampled one (each task drawn on its own) is at least as far from
+    # it, p = 1.
+    assert report.paired_bootstrap_average(
+        [part(0, good, poor), part(0, poor, good)], 300) == 1.0
+    # One task: paired_bootstrap's test, draw for draw.
+    assert report.paired_bootstrap_average([part(0, good, poor)], 300,
+                                           seed=3) == \
+        report.paired_bootstrap(scoring.accuracy, labels[0], good[0],
+                                poor[0], 300, seed=3)
+
+
 def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed):
     """A model folder with trials' results and dev predictions of a given
     accuracy on rte."""
@@ -103,6 +130,8 @@ def test_report_script(tiny_glue, tmp_path):
     assert tests[("rte", "mann_whitney_u")]["p"] == pytest.approx(mwu)
     assert tests[("avg", "mann_whitney_u")]["p"] == pytest.approx(mwu)
     assert tests[("rte", "bootstrap")]["p"] < 0.01
+    # One task: its average is its score, the same test on the same draws.
+    assert tests[("avg", "bootstrap")]["p"] == tests[("rte", "bootstrap")]["p"]
     ps = [c["p"] for c in data["comparisons"]]
     np.testing.assert_allclose([c["p_holm"] for c in data["comparisons"]],
                                report.holm_bonferroni(ps))
