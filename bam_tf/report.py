@@ -297,12 +297,10 @@ def _split_trials(bam_dir, label, trials, folders, split):
     return rescored, missing
 
 
-def _bootstrap_part(bam_dir, task, side_a, side_b):
-    """(metric, labels, predictions of a's trials, of b's) on the task's
-    dev set, each side a (folder, trial numbers); None when a side has no
-    dev predictions."""
-    dev_a, dev_b = (_split_outputs(bam_dir, folder, task, numbers, "dev")
-                    for folder, numbers in (side_a, side_b))
+def _bootstrap_part(task, dev_a, dev_b):
+    """(metric, labels, predictions of a's trials, of b's) from the two
+    models' `_split_outputs` on the task's dev set; None when a side has
+    no dev predictions."""
     if dev_a is None or dev_b is None:
         return None
     as_predictions = (lambda o: o) if task.is_regression else (
@@ -379,6 +377,17 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
         for key in ("median", "mean", "std", "min", "max"):
             models[name][key] = {c: s[key] for c, s in summaries.items()}
 
+    dev_outputs = {}
+
+    def dev_of(name, column):
+        # A model is in several pairs: its dev split and predictions are
+        # read once.
+        if (name, column) not in dev_outputs:
+            dev_outputs[name, column] = _split_outputs(
+                bam_dir, folders[name][column], get_task(column),
+                [t["trial"] for t in trials[name]], "dev")
+        return dev_outputs[name, column]
+
     comparisons = []
     for a, b in itertools.combinations(model_names, 2):
         parts = {}  # task -> the bootstrap's inputs, for the average's
@@ -398,9 +407,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
                                        bootstrap_samples, seed)
             else:
                 part = parts[column] = _bootstrap_part(
-                    bam_dir, get_task(column),
-                    *[(folders[m][column],
-                       [t["trial"] for t in trials[m]]) for m in (a, b)])
+                    get_task(column), dev_of(a, column), dev_of(b, column))
                 p = None if part is None else paired_bootstrap(
                     *part, bootstrap_samples, seed)
             if p is not None:
