@@ -1,11 +1,14 @@
 """Throughput of bam-tf's training and prediction, and of keras-hub's
 `BertTextClassifier.fit` as a baseline on the same encoder, data, batch size
-and optimizer; multi-task against single-task training cost; a per-op
-profile of the training step. Tracing is excluded from the timings."""
+and optimizer; multi-task against single-task training cost; speed and
+peak memory with micro-batches; a per-op profile of the training step.
+Tracing is excluded from the timings."""
 
 import collections
+import functools
 import glob
 import json
+import multiprocessing
 import os
 import resource
 import time
@@ -14,9 +17,13 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from bam_tf import encoders
 from bam_tf.data import pipeline
+from bam_tf.data.features import Featurizer
+from bam_tf.data.loading import load_split
 from bam_tf.model import BamModel
 from bam_tf.optimization import build_optimizer
+from bam_tf.tasks import get_tasks
 
 
 def peak_rss_mb():
@@ -61,16 +68,31 @@ def untraced_warmup(lengths, minimum, steps, limit=None):
     return limit
 
 
+def load_inputs(pretrained_model, bam_dir, glue_dir, task_names,
+                num_examples, max_seq_length):
+    """(tasks, examples, encoder, features): the first `num_examples`
+    training examples of each task (unordered pairs not doubled),
+    featurized for the encoder."""
+    tasks = get_tasks(task_names)
+    examples = [load_split(t, "train", glue_dir, max_examples=num_examples,
+                           double_unordered=False) for t in tasks]
+    encoder = encoders.load_encoder(pretrained_model, bam_dir)
+    featurizer = Featurizer(encoder.tokenizer, max_seq_length)
+    return tasks, examples, encoder, [featurizer.featurize(e)
+                                      for e in examples]
+
+
 def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       warmup_steps=3, bucket_lengths=None,
                       sequence_length=None, learning_rate=5e-5, seed=1,
-                      exponent=0.75, predict=True, profile_dir=None):
+                      exponent=0.75, predict=True, profile_dir=None,
+                      micro_batch_size=None):
     """Training (and prediction) throughput of the BAM model.
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
     With `profile_dir`, the timed steps are also traced by the TensorFlow
-    profiler into that folder.
+    profiler into that folder. `peak_rss_mb` is the process's peak so far.
     """
     train, _ = pipeline.train_dataset(
         tasks, features, batch_size, seed, exponent,
@@ -86,7 +108,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     model = BamModel(backbone, [(t.name, t.num_labels, t.is_regression)
                                 for t in tasks],
                      total_steps=warmup_steps + steps,
-                     global_batch_size=batch_size)
+                     global_batch_size=batch_size,
+                     micro_batch_size=micro_batch_size)
     model(batches[0])
     model.compile(optimizer=build_optimizer(
         model, backbone, learning_rate, warmup_steps + steps,
@@ -98,7 +121,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
               "train_tokens_per_s": real_tokens / seconds,
               "train_seconds": seconds, "train_steps": steps,
               "train_real_tokens": real_tokens,
-              "warmup_steps": warmup_steps}
+              "warmup_steps": warmup_steps, "peak_rss_mb": peak_rss_mb()}
     if not predict:
         return result
 
@@ -117,6 +140,42 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
             "predict_tokens_per_s": float(features[0].lengths.sum())
             / predict_seconds,
             "peak_rss_mb": peak_rss_mb()}
+
+
+def _micro_batch_run(inputs, batch_size, steps, warmup_steps,
+                     micro_batch_size):
+    tasks, _, encoder, features = load_inputs(**inputs)
+    return bam_tf_throughput(
+        encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
+        sequence_length=inputs["max_seq_length"], predict=False,
+        micro_batch_size=micro_batch_size)
+
+
+def micro_batch_comparison(inputs, batch_size, micro_batch_sizes, steps,
+                           warmup_steps=3):
+    """Training speed and peak memory of the same steps on the same batches
+    computed in micro-batches of each size (None: the whole batch), every
+    batch padded to `max_seq_length` (memory's worst case, one shape).
+
+    Each size runs in a fresh process: a process's peak memory only grows,
+    so sizes measured one after another in one process would hide each
+    other's. `inputs`: `load_inputs`'s arguments. Returns one result per
+    size, in order; ratios are against the first.
+    """
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for size in micro_batch_sizes:
+        with context.Pool(1) as pool:
+            results.append({"micro_batch_size": size, **pool.apply(
+                functools.partial(_micro_batch_run, inputs, batch_size,
+                                  steps, warmup_steps, size))})
+    baseline = results[0]
+    for result in results:
+        result["speed_vs_first"] = (result["train_examples_per_s"]
+                                    / baseline["train_examples_per_s"])
+        result["peak_rss_vs_first"] = (result["peak_rss_mb"]
+                                       / baseline["peak_rss_mb"])
+    return results
 
 
 def multi_vs_single(load_backbone, tasks, features, batch_size,

@@ -33,6 +33,11 @@ class BamModel(keras.Model):
             divided by it so that summed replica gradients are the mean.
         loss_weights: one weight per task, in task-id order, multiplying
             each example's loss (None: all 1, the original's plain sum).
+        micro_batch_size: examples a replica runs through the network at
+            once (None: its whole batch). Each replica's batch must be a
+            multiple of it: its gradients are summed over the micro-batches
+            and applied in one update, so a training step is still one
+            update on the same examples (gradient accumulation, for memory).
         **kwargs: `keras.Model` arguments; `dtype="mixed_float16"` makes
             `compile` wrap the optimizer in a `LossScaleOptimizer`, which
             `train_step` uses through `scale_loss` and `apply`.
@@ -48,7 +53,8 @@ class BamModel(keras.Model):
     def __init__(self, backbone, task_specs, dropout_rate=0.1,
                  total_steps=1, distill=False, teacher_annealing=True,
                  distill_weight=0.5, distill_temperature=1.0,
-                 global_batch_size=32, loss_weights=None, **kwargs):
+                 global_batch_size=32, loss_weights=None,
+                 micro_batch_size=None, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
         self.backbone = backbone
@@ -83,6 +89,11 @@ class BamModel(keras.Model):
                 len(self.loss_weights) != len(self.task_specs)):
             raise ValueError(f"{len(self.loss_weights)} loss weights for "
                              f"{len(self.task_specs)} tasks.")
+        self.micro_batch_size = (int(micro_batch_size)
+                                 if micro_batch_size is not None else None)
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be positive, got "
+                             f"{micro_batch_size}.")
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_trackers = {
@@ -130,20 +141,75 @@ class BamModel(keras.Model):
 
     def train_step(self, data):
         lam = self.gold_weight()
-        with tf.GradientTape() as tape:
-            outputs = self(data, training=True)
-            per_example = self._batch_losses(data, outputs, lam)
-            # Divided by the global batch, not the replica's: gradients are
-            # summed over replicas.
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=self.global_batch_size)
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
+        num_micro = self._num_micro_batches(data)
+        if num_micro == 1:
+            gradients = self._gradients(data, lam)
+        else:
+            gradients = self._accumulated_gradients(data, lam, num_micro)
         self.optimizer.apply(gradients, self.trainable_variables)
         logs = {m.name: m.result() for m in self.metrics}
         logs["lambda"] = lam
         logs["learning_rate"] = self.optimizer.learning_rate
         return self._reducible(logs)
+
+    def _gradients(self, batch, lam):
+        with tf.GradientTape() as tape:
+            outputs = self(batch, training=True)
+            per_example = self._batch_losses(batch, outputs, lam)
+            # Divided by the global batch, not the replica's (gradients are
+            # summed over replicas) nor the micro-batch's (summed over
+            # micro-batches).
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=self.global_batch_size)
+            scaled = self.optimizer.scale_loss(loss)
+        return tape.gradient(scaled, self.trainable_variables)
+
+    def _num_micro_batches(self, data):
+        if self.micro_batch_size is None:
+            return 1
+        # Training batches are full (drop_remainder), so the replica's
+        # batch size is static.
+        size = data["task_id"].shape[0]
+        if size is None or size % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide each "
+                f"replica's training batch (got {size} examples: "
+                "train_batch_size / number of replicas).")
+        return size // self.micro_batch_size
+
+    def _accumulated_gradients(self, data, lam, num_micro):
+        # One update on the whole batch, computed a micro-batch at a time
+        # (rather than the optimizer's gradient_accumulation_steps, which
+        # makes every micro-batch an optimizer step: the learning-rate
+        # schedule, teacher annealing, checkpoints and resumption would
+        # all count micro-batches). A while loop run one iteration at a
+        # time keeps one micro-batch's activations alive, not all of them.
+        def split(v):
+            rest = v.shape[1:]
+            if rest.is_fully_defined():  # static shapes stay static (TPU)
+                return tf.reshape(
+                    v, [num_micro, self.micro_batch_size] + rest.as_list())
+            return tf.reshape(v, tf.concat(
+                [[num_micro, self.micro_batch_size], tf.shape(v)[1:]], 0))
+
+        split = {k: split(v) for k, v in data.items()}
+        variables = self.trainable_variables
+        unreached = set()  # variables with no gradient, known when traced
+
+        def body(i, sums):
+            micro = {k: v[i] for k, v in split.items()}
+            gradients = self._gradients(micro, lam)
+            unreached.update(j for j, g in enumerate(gradients) if g is None)
+            return i + 1, [
+                s if g is None else s + tf.convert_to_tensor(g)
+                for s, g in zip(sums, gradients)]
+
+        zeros = [tf.zeros(v.shape, v.dtype) for v in variables]
+        _, sums = tf.while_loop(lambda i, _: i < num_micro, body,
+                                (tf.constant(0), zeros),
+                                parallel_iterations=1)
+        # As without micro-batches: no gradient, no update (nor decay).
+        return [None if j in unreached else s for j, s in enumerate(sums)]
 
     def test_step(self, data):
         outputs = self(data, training=False)
@@ -189,6 +255,7 @@ class BamModel(keras.Model):
             "distill_temperature": self.distill_temperature,
             "global_batch_size": self.global_batch_size,
             "loss_weights": self.loss_weights,
+            "micro_batch_size": self.micro_batch_size,
         })
         return config
 

@@ -380,11 +380,16 @@ def _init_from_model(model, config, backbone, build_batch):
 @dataclasses.dataclass(frozen=True)
 class Runtime:
     """How a run is carried out, not what it computes (so not part of the
-    saved configuration): checkpoint frequency, XLA.
+    saved configuration): checkpoint frequency, XLA, micro-batches.
 
     Attributes:
         save_checkpoints_steps: checkpoint every N steps; None: by time.
         save_checkpoints_secs: checkpoint every so many seconds.
+        micro_batch_size: examples each replica runs through the network at
+            once, gradients summed over its batch before the one update
+            (`BamModel`); None: the whole batch. Memory, not the
+            experiment: the batches, updates and steps stay those of
+            `train_batch_size` (the sums' order and dropout masks differ).
     """
 
     save_checkpoints_steps: Optional[int] = None
@@ -392,6 +397,7 @@ class Runtime:
     # XLA compiles one program per input shape: pair it with
     # padding "buckets" or "max_length". Slower on CPUs (TRAPS.md 3).
     jit_compile: bool = False
+    micro_batch_size: Optional[int] = None
 
 
 def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
@@ -410,6 +416,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
             config.padding != "max_length"):
         raise RunError("TPUs need static shapes: pass "
                        "--padding=max_length.")
+    _check_micro_batch_size(config, strategy, runtime)
     tasks = get_tasks(config.task_names)
     if config.init_from_model:
         _check_init_source(config)
@@ -433,6 +440,18 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         shutil.rmtree(os.path.join(mdir, "checkpoints", f"trial_{trial}"),
                       ignore_errors=True)
     return results
+
+
+def _check_micro_batch_size(config, strategy, runtime):
+    micro = runtime.micro_batch_size
+    if micro is None:
+        return
+    replicas = strategy.num_replicas_in_sync
+    if micro < 1 or config.train_batch_size % (replicas * micro):
+        raise RunError(
+            f"--micro_batch_size={micro} must be a positive divisor of each "
+            f"replica's batch: train_batch_size {config.train_batch_size} "
+            f"over {replicas} replica(s).")
 
 
 def _trial_seed(config, trial):
@@ -487,10 +506,12 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
     epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
                                   config.train_batch_size)
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
-    logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s",
+    logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s%s",
                  trial, seed, total_steps, epoch_steps,
                  {t: round(float(p), 4)
-                  for t, p in zip(config.task_names, probabilities)})
+                  for t, p in zip(config.task_names, probabilities)},
+                 f", micro-batches of {runtime.micro_batch_size} per replica"
+                 if runtime.micro_batch_size else "")
     with strategy.scope():
         model = BamModel(
             encoder.backbone,
@@ -502,6 +523,7 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
             distill_temperature=config.distill_temperature,
             global_batch_size=config.train_batch_size,
             loss_weights=[config.loss_weight(t.name) for t in data.tasks],
+            micro_batch_size=runtime.micro_batch_size,
             dtype=config.mixed_precision)
         build_batch = next(iter(train_ds))
         model(build_batch)

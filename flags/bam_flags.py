@@ -79,6 +79,13 @@ def define_flags():
                          "XLA-compile the training step (one program per "
                          "shape: use with --padding=buckets or "
                          "max_length).")
+    flags.DEFINE_integer("micro_batch_size", None,
+                         "Gradient accumulation, for memory: each replica "
+                         "runs its share of a training batch through the "
+                         "network this many examples at a time and makes "
+                         "one update from the summed gradients (the same "
+                         "batches, steps and schedule as without it). Must "
+                         "divide train_batch_size / replicas.")
     define_task_modules_flag()
 
 
@@ -89,7 +96,8 @@ def runtime(flag_values=None):
     return Runtime(
         save_checkpoints_steps=flag_values.save_checkpoints_steps,
         save_checkpoints_secs=flag_values.save_checkpoints_secs,
-        jit_compile=flag_values.jit_compile)
+        jit_compile=flag_values.jit_compile,
+        micro_batch_size=flag_values.micro_batch_size)
 
 
 def define_task_modules_flag():

@@ -17,6 +17,12 @@ peak memory, and the input pipeline's own rate. Two other measurements:
     # A TensorFlow profile of --steps training steps (TensorBoard's Profile
     # tab), summarised by op type and model part when xprof is installed.
     python scripts/benchmark.py --measure=profile --profile_dir=DIR ...
+
+    # Training speed and peak memory with the whole batch, then with each
+    # micro-batch size (--micro_batch_size of the training scripts), each
+    # in a fresh process; every batch padded to --max_seq_length.
+    python scripts/benchmark.py --measure=micro_batches --batch_size=128 \
+        --micro_batch_sizes=64,32 --steps=4 ...
 """
 
 import json
@@ -30,12 +36,9 @@ from absl import flags
 
 from bam_tf import benchmark
 from bam_tf import encoders
-from bam_tf.data.features import Featurizer
-from bam_tf.data.loading import load_split
 from bam_tf.data.pipeline import bucket_boundaries
 from bam_tf.errors import USER_ERRORS
 from bam_tf.io_utils import atomic_write_json
-from bam_tf.tasks import get_tasks
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
 flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")
@@ -52,9 +55,13 @@ flags.DEFINE_integer("keras_hub_steps", None, "Timed keras-hub steps "
 flags.DEFINE_boolean("keras_hub", True, "Also run the keras-hub baseline.")
 flags.DEFINE_string("output_json", None, "Write the figures here.")
 flags.DEFINE_enum("measure", "throughput",
-                  ["throughput", "multi_vs_single", "profile"],
+                  ["throughput", "multi_vs_single", "profile",
+                   "micro_batches"],
                   "What to measure (see the module docstring).")
 flags.DEFINE_string("profile_dir", None, "Profile folder (--measure=profile).")
+flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
+                  "with the whole batch (--measure=micro_batches; default: "
+                  "half and a quarter of --batch_size).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
@@ -62,17 +69,21 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    inputs = dict(pretrained_model=FLAGS.pretrained_model,
+                  bam_dir=FLAGS.bam_dir, glue_dir=FLAGS.glue_dir,
+                  task_names=FLAGS.task_names,
+                  num_examples=FLAGS.num_examples,
+                  max_seq_length=FLAGS.max_seq_length)
     try:
-        tasks = get_tasks(FLAGS.task_names)
-        examples = [load_split(t, "train", FLAGS.glue_dir,
-                               max_examples=FLAGS.num_examples,
-                               double_unordered=False) for t in tasks]
-        encoder = encoders.load_encoder(FLAGS.pretrained_model,
-                                        FLAGS.bam_dir)
+        tasks, examples, encoder, features = benchmark.load_inputs(**inputs)
+        sizes = [int(s) for s in FLAGS.micro_batch_sizes] or [
+            FLAGS.batch_size // d for d in (2, 4)
+            if FLAGS.batch_size % d == 0]
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    featurizer = Featurizer(encoder.tokenizer, FLAGS.max_seq_length)
-    features = [featurizer.featurize(e) for e in examples]
+    except ValueError:
+        sys.exit(f"error: --micro_batch_sizes={FLAGS.micro_batch_sizes}: "
+                 "expected integers.")
     total = sum(len(f) for f in features)
     steps = FLAGS.steps or max(1, total // FLAGS.batch_size)
     results = {
@@ -97,6 +108,20 @@ def main(argv):
         return _finish(results, {
             k: v for k, v in results["multi_vs_single"].items()
             if k.startswith("multi_over")})
+    if FLAGS.measure == "micro_batches":
+        bad = [s for s in sizes if s < 1 or FLAGS.batch_size % s]
+        if bad:
+            sys.exit(f"error: micro-batch sizes {bad} do not divide "
+                     f"--batch_size={FLAGS.batch_size}.")
+        results["micro_batches"] = benchmark.micro_batch_comparison(
+            inputs, FLAGS.batch_size, [None] + sizes, steps,
+            FLAGS.warmup_steps)
+        for r in results["micro_batches"]:
+            print(f"micro-batch {r['micro_batch_size']}: {r['train_examples_per_s']:.1f} "
+                  f"examples/s ({r['speed_vs_first']:.2f}x), peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB "
+                  f"({r['peak_rss_vs_first']:.2f}x)", flush=True)
+        return _finish(results, {})
     if FLAGS.measure == "profile":
         if not FLAGS.profile_dir:
             raise app.UsageError("--measure=profile needs --profile_dir.")

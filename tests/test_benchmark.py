@@ -125,3 +125,45 @@ def test_script_multi_vs_single(tiny_glue, tiny_tokenizer, tmp_path):
     # per example, at most every slot of the 32-token batches.
     assert 8 * 8 * 3 <= comparison["multi_task"]["train_real_tokens"] <= (
         8 * 8 * 32)
+
+
+def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
+    folder = tmp_path / "encoder"
+    tiny_backbone(max_sequence_length=32).save_to_preset(str(folder))
+    tiny_tokenizer.save_to_preset(str(folder))
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         "--task_names=rte,sts", "--num_examples=16", "--batch_size=8",
+         "--max_seq_length=32", "--warmup_steps=1", "--steps=2",
+         "--measure=micro_batches", "--micro_batch_sizes=2",
+         f"--output_json={out}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out) as f:
+        runs = json.load(f)["micro_batches"]
+    # The whole batch first (the baseline), then batches of 8 as 4 x 2;
+    # each in its own process, so each has its own peak.
+    whole, micro = runs
+    assert (whole["micro_batch_size"], micro["micro_batch_size"]) == (None, 2)
+    assert whole["train_steps"] == micro["train_steps"] == 2
+    assert whole["speed_vs_first"] == whole["peak_rss_vs_first"] == 1.0
+    assert micro["speed_vs_first"] == pytest.approx(
+        micro["train_examples_per_s"] / whole["train_examples_per_s"])
+    assert micro["peak_rss_vs_first"] == pytest.approx(
+        micro["peak_rss_mb"] / whole["peak_rss_mb"])
+    # Every batch padded to 32: the same real tokens on both sides.
+    assert micro["train_real_tokens"] == whole["train_real_tokens"]
+    assert "micro-batch 2:" in result.stdout
+
+    bad = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         "--task_names=rte", "--num_examples=16", "--batch_size=8",
+         "--measure=micro_batches", "--micro_batch_sizes=3"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert bad.returncode != 0
+    assert "micro-batch sizes [3] do not divide --batch_size=8" in bad.stderr

@@ -70,6 +70,28 @@ def test_mirrored_run_equals_one_device(bam_dir, tiny_glue, mirrored):
     _assert_same_run(bam_dir, "mirrored")
 
 
+def test_micro_batches_make_the_same_run(bam_dir, tiny_glue):
+    # Batches of 16 as 4 micro-batches of 4: the same losses and weights.
+    run.train_and_evaluate(_config(bam_dir, tiny_glue, "micro"), verbose=0,
+                           runtime=run.Runtime(micro_batch_size=4))
+    _assert_same_run(bam_dir, "micro")
+
+
+def test_mirrored_micro_batches_make_the_same_run(bam_dir, tiny_glue,
+                                                   mirrored):
+    # Each replica's 8 examples as 2 micro-batches of 4.
+    run.train_and_evaluate(_config(bam_dir, tiny_glue, "mirrored_micro"),
+                           mirrored, verbose=0,
+                           runtime=run.Runtime(micro_batch_size=4))
+    _assert_same_run(bam_dir, "mirrored_micro")
+    with pytest.raises(run.RunError, match="train_batch_size 16 over 2 "
+                       "replica"):
+        run.train_and_evaluate(_config(bam_dir, tiny_glue, "too_big"),
+                               mirrored, verbose=0,
+                               runtime=run.Runtime(micro_batch_size=16))
+    assert not os.path.exists(os.path.join(bam_dir, "models", "too_big"))
+
+
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:

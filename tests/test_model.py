@@ -88,28 +88,80 @@ def test_loss_weights_weigh_the_logged_loss():
                  loss_weights=[2.0])
 
 
-def _one_step(strategy, batch):
+def _one_step(strategy, batch, micro_batch_size=None, distill=False,
+              sgd=False):
     with strategy.scope():
         model = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
                                        dropout=0.0), SPECS,
                          total_steps=10, global_batch_size=8,
-                         dropout_rate=0.0)
+                         dropout_rate=0.0, distill=distill,
+                         micro_batch_size=micro_batch_size)
         model(batch)
-        model.compile(optimizer=build_optimizer(
-            model, model.backbone, 1e-3, 10, warmup_proportion=0.0,
-            lr_decay=0.9))
+        # SGD's update is the gradient times the rate, so a wrongly scaled
+        # gradient shows (Adam divides the scale away).
+        model.compile(optimizer=keras.optimizers.SGD(0.5) if sgd else
+                      build_optimizer(model, model.backbone, 1e-3, 10,
+                                      warmup_proportion=0.0, lr_decay=0.9))
     ds = tf.data.Dataset.from_tensors(batch).repeat()
     history = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
-    return history.history["loss"][-1], [v.numpy() for v in model.weights]
+    return ({k: v[-1] for k, v in history.history.items()},
+            [v.numpy() for v in model.weights])
+
+
+def _assert_same_step(a, b):
+    (logs_a, weights_a), (logs_b, weights_b) = a, b
+    assert sorted(logs_a) == sorted(logs_b)
+    for key in logs_a:
+        assert logs_b[key] == pytest.approx(logs_a[key], abs=1e-5), key
+    for x, y in zip(weights_a, weights_b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
 
 
 def test_mirrored_two_replicas_match_one_device(mirrored):
     batch = next(iter(_dataset()))
-    loss_1, weights_1 = _one_step(tf.distribute.get_strategy(), batch)
-    loss_2, weights_2 = _one_step(mirrored, batch)
-    assert loss_2 == pytest.approx(loss_1, abs=1e-5)
-    for a, b in zip(weights_1, weights_2):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    _assert_same_step(_one_step(tf.distribute.get_strategy(), batch),
+                      _one_step(mirrored, batch))
+
+
+@pytest.mark.parametrize("micro_batch_size", [4, 1])
+def test_micro_batches_make_the_same_update(micro_batch_size):
+    # 8 examples as 2 x 4 and 8 x 1: the same two updates, losses (overall
+    # and per task) and lambda as one batch of 8, teacher targets mixed in.
+    batch = _distill_batch()
+    one = tf.distribute.get_strategy()
+    for sgd in (True, False):
+        _assert_same_step(
+            _one_step(one, batch, distill=True, sgd=sgd),
+            _one_step(one, batch, micro_batch_size, distill=True, sgd=sgd))
+
+
+def test_micro_batches_under_mirrored_match_one_device(mirrored):
+    batch = next(iter(_dataset()))
+    # Each replica's 4 examples as 2 micro-batches of 2.
+    _assert_same_step(_one_step(tf.distribute.get_strategy(), batch),
+                      _one_step(mirrored, batch, micro_batch_size=2))
+
+
+def test_micro_batch_size_must_divide_the_replica_batch():
+    batch = next(iter(_dataset()))
+    with pytest.raises(ValueError, match="micro_batch_size 3 must divide "
+                       "each replica's training batch \\(got 8 examples"):
+        _one_step(tf.distribute.get_strategy(), batch, micro_batch_size=3)
+    with pytest.raises(ValueError, match="must be positive"):
+        BamModel(tiny_backbone(vocabulary_size=60), SPECS,
+                 micro_batch_size=0)
+
+
+def _distill_batch():
+    batch = dict(next(iter(_dataset())))
+    rng = np.random.default_rng(0)
+    n, slots = batch["teacher_logits"].shape
+    batch["teacher_logits"] = tf.constant(
+        rng.normal(size=(n, slots)), tf.float32)
+    batch["teacher_prediction"] = tf.constant(rng.uniform(size=n),
+                                              tf.float32)
+    batch["has_teacher"] = tf.constant(np.arange(n) % 4 != 3, tf.float32)
+    return batch
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])

@@ -48,8 +48,9 @@ def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
     two = _script("run_classifier.py", "--model_name=multi",
                   f"--bam_dir={bam}", f"--glue_dir={tiny_glue}",
                   "--task_names=rte,sts", "--num_trials=2", "--seed=5",
-                  *FAST_FLAGS)
+                  "--micro_batch_size=4", *FAST_FLAGS)
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "micro-batches of 4 per replica" in two.stderr
     trials = _results(bam, "multi")["trials"]
     assert [(t["trial"], t["seed"]) for t in trials] == [(1, 5), (2, 6)]
     for t in trials:
@@ -66,6 +67,9 @@ def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
     (["--task_names=rte", "--teachers=rte:x"], "without --distill"),
     (["--task_names=rte", "--pretrained_model=/nowhere/model"],
      "Give --pretrained_model|contradicts"),
+    (["--task_names=rte", "--micro_batch_size=3"],
+     "--micro_batch_size=3 must be a positive divisor of each replica's "
+     "batch: train_batch_size 16 over 1 replica(s)"),
 ])
 def test_command_line_errors_before_training(tiny_glue, tmp_path, args,
                                              message):
