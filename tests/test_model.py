@@ -164,11 +164,14 @@ def _distill_batch():
     return batch
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_trains_without_nan(policy):
+@pytest.mark.parametrize("policy, micro_batch_size", [
+    ("mixed_bfloat16", None), ("mixed_float16", None),
+    ("mixed_float16", 4)])  # loss scaling on summed micro-batch gradients
+def test_mixed_precision_trains_without_nan(policy, micro_batch_size):
     model = BamModel(tiny_backbone(vocabulary_size=60, seed=0,
                                    dtype=policy), SPECS,
-                     total_steps=10, global_batch_size=8, dtype=policy)
+                     total_steps=10, global_batch_size=8, dtype=policy,
+                     micro_batch_size=micro_batch_size)
     model(next(iter(_dataset())))
     model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 10))
     if policy == "mixed_float16":
