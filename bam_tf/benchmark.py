@@ -142,20 +142,23 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
             "peak_rss_mb": peak_rss_mb()}
 
 
-def _micro_batch_run(inputs, batch_size, steps, warmup_steps,
+def _micro_batch_run(inputs, batch_size, steps, warmup_steps, buckets,
                      micro_batch_size):
     tasks, _, encoder, features = load_inputs(**inputs)
+    length = inputs["max_seq_length"]
     return bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
-        sequence_length=inputs["max_seq_length"], predict=False,
-        micro_batch_size=micro_batch_size)
+        bucket_lengths=pipeline.bucket_boundaries(length) if buckets
+        else None, sequence_length=None if buckets else length,
+        predict=False, micro_batch_size=micro_batch_size)
 
 
 def micro_batch_comparison(inputs, batch_size, micro_batch_sizes, steps,
-                           warmup_steps=3):
+                           warmup_steps=3, buckets=False):
     """Training speed and peak memory of the same steps on the same batches
     computed in micro-batches of each size (None: the whole batch), every
-    batch padded to `max_seq_length` (memory's worst case, one shape).
+    batch padded to `max_seq_length` (memory's worst case, one shape) or,
+    with `buckets`, to its length bucket (as training runs by default).
 
     Each size runs in a fresh process: a process's peak memory only grows,
     so sizes measured one after another in one process would hide each
@@ -168,7 +171,7 @@ def micro_batch_comparison(inputs, batch_size, micro_batch_sizes, steps,
         with context.Pool(1) as pool:
             results.append({"micro_batch_size": size, **pool.apply(
                 functools.partial(_micro_batch_run, inputs, batch_size,
-                                  steps, warmup_steps, size))})
+                                  steps, warmup_steps, buckets, size))})
     baseline = results[0]
     for result in results:
         result["speed_vs_first"] = (result["train_examples_per_s"]

@@ -142,7 +142,8 @@ class BamModel(keras.Model):
     def train_step(self, data):
         lam = self.gold_weight()
         num_micro = self._num_micro_batches(data)
-        if num_micro == 1:
+        if num_micro is None or (isinstance(num_micro, int)
+                                 and num_micro == 1):
             gradients = self._gradients(data, lam)
         else:
             gradients = self._accumulated_gradients(data, lam, num_micro)
@@ -165,17 +166,26 @@ class BamModel(keras.Model):
         return tape.gradient(scaled, self.trainable_variables)
 
     def _num_micro_batches(self, data):
+        """None without micro-batches; else their number: an int when the
+        replica's batch size is static, a tensor when it is not (length
+        buckets leave the batch dimension unknown)."""
         if self.micro_batch_size is None:
-            return 1
-        # Training batches are full (drop_remainder), so the replica's
-        # batch size is static.
+            return None
+        # No apostrophe: the graph's assertion would print it escaped.
+        message = (f"micro_batch_size {self.micro_batch_size} must divide "
+                   "the training batch of every replica (train_batch_size "
+                   "/ number of replicas)")
         size = data["task_id"].shape[0]
-        if size is None or size % self.micro_batch_size:
-            raise ValueError(
-                f"micro_batch_size {self.micro_batch_size} must divide each "
-                f"replica's training batch (got {size} examples: "
-                "train_batch_size / number of replicas).")
-        return size // self.micro_batch_size
+        if size is not None:
+            if size % self.micro_batch_size:
+                raise ValueError(f"{message}; got {size} examples.")
+            return size // self.micro_batch_size
+        size = tf.shape(data["task_id"])[0]
+        check = tf.debugging.assert_equal(size % self.micro_batch_size, 0,
+                                          message=message)
+        # The split reads this number: the check runs before it.
+        with tf.control_dependencies([check] if check is not None else []):
+            return tf.identity(size // self.micro_batch_size)
 
     def _accumulated_gradients(self, data, lam, num_micro):
         # One update on the whole batch, computed a micro-batch at a time

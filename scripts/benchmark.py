@@ -20,7 +20,8 @@ peak memory, and the input pipeline's own rate. Two other measurements:
 
     # Training speed and peak memory with the whole batch, then with each
     # micro-batch size (--micro_batch_size of the training scripts), each
-    # in a fresh process; every batch padded to --max_seq_length.
+    # in a fresh process; every batch padded to --max_seq_length, or with
+    # --micro_batch_buckets to its length bucket.
     python scripts/benchmark.py --measure=micro_batches --batch_size=128 \
         --micro_batch_sizes=64,32 --steps=4 ...
 """
@@ -62,6 +63,9 @@ flags.DEFINE_string("profile_dir", None, "Profile folder (--measure=profile).")
 flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
                   "with the whole batch (--measure=micro_batches; default: "
                   "half and a quarter of --batch_size).")
+flags.DEFINE_boolean("micro_batch_buckets", False, "--measure=micro_batches "
+                     "with length buckets, as training pads by default "
+                     "(else every batch padded to --max_seq_length).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
@@ -115,7 +119,7 @@ def main(argv):
                      f"--batch_size={FLAGS.batch_size}.")
         results["micro_batches"] = benchmark.micro_batch_comparison(
             inputs, FLAGS.batch_size, [None] + sizes, steps,
-            FLAGS.warmup_steps)
+            FLAGS.warmup_steps, FLAGS.micro_batch_buckets)
         for r in results["micro_batches"]:
             print(f"micro-batch {r['micro_batch_size']}: {r['train_examples_per_s']:.1f} "
                   f"examples/s ({r['speed_vs_first']:.2f}x), peak RSS "

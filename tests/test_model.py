@@ -89,7 +89,7 @@ def test_loss_weights_weigh_the_logged_loss():
 
 
 def _one_step(strategy, batch, micro_batch_size=None, distill=False,
-              sgd=False):
+              sgd=False, static_batch=True):
     with strategy.scope():
         model = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
                                        dropout=0.0), SPECS,
@@ -102,8 +102,11 @@ def _one_step(strategy, batch, micro_batch_size=None, distill=False,
         model.compile(optimizer=keras.optimizers.SGD(0.5) if sgd else
                       build_optimizer(model, model.backbone, 1e-3, 10,
                                       warmup_proportion=0.0, lr_decay=0.9))
-    ds = tf.data.Dataset.from_tensors(batch).repeat()
-    history = model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
+    ds = tf.data.Dataset.from_tensors(batch)
+    if not static_batch:  # as length buckets make it: batch size unknown
+        ds = ds.unbatch().batch(len(batch["task_id"]))
+    history = model.fit(ds.repeat(), epochs=1, steps_per_epoch=2,
+                        verbose=0)
     return ({k: v[-1] for k, v in history.history.items()},
             [v.numpy() for v in model.weights])
 
@@ -123,16 +126,19 @@ def test_mirrored_two_replicas_match_one_device(mirrored):
                       _one_step(mirrored, batch))
 
 
-@pytest.mark.parametrize("micro_batch_size", [4, 1])
-def test_micro_batches_make_the_same_update(micro_batch_size):
-    # 8 examples as 2 x 4 and 8 x 1: the same two updates, losses (overall
-    # and per task) and lambda as one batch of 8, teacher targets mixed in.
+@pytest.mark.parametrize("micro_batch_size, static_batch", [
+    (4, True), (1, True), (2, False)])
+def test_micro_batches_make_the_same_update(micro_batch_size, static_batch):
+    # 8 examples as 2 x 4, 8 x 1 and 4 x 2 (batch size unknown until run):
+    # the same two updates, losses (overall and per task) and lambda as
+    # one batch of 8, teacher targets mixed in.
     batch = _distill_batch()
     one = tf.distribute.get_strategy()
     for sgd in (True, False):
         _assert_same_step(
             _one_step(one, batch, distill=True, sgd=sgd),
-            _one_step(one, batch, micro_batch_size, distill=True, sgd=sgd))
+            _one_step(one, batch, micro_batch_size, distill=True, sgd=sgd,
+                      static_batch=static_batch))
 
 
 def test_micro_batches_under_mirrored_match_one_device(mirrored):
@@ -144,9 +150,13 @@ def test_micro_batches_under_mirrored_match_one_device(mirrored):
 
 def test_micro_batch_size_must_divide_the_replica_batch():
     batch = next(iter(_dataset()))
-    with pytest.raises(ValueError, match="micro_batch_size 3 must divide "
-                       "each replica's training batch \\(got 8 examples"):
+    message = ("micro_batch_size 3 must divide the training batch of every "
+               "replica")
+    with pytest.raises(ValueError, match=message + ".*; got 8 examples"):
         _one_step(tf.distribute.get_strategy(), batch, micro_batch_size=3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        _one_step(tf.distribute.get_strategy(), batch, micro_batch_size=3,
+                  static_batch=False)
     with pytest.raises(ValueError, match="must be positive"):
         BamModel(tiny_backbone(vocabulary_size=60), SPECS,
                  micro_batch_size=0)
