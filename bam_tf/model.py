@@ -202,12 +202,12 @@ class BamModel(keras.Model):
             return tf.reshape(v, tf.concat(
                 [[num_micro, self.micro_batch_size], tf.shape(v)[1:]], 0))
 
-        split = {k: split(v) for k, v in data.items()}
+        parts = {k: split(v) for k, v in data.items()}
         variables = self.trainable_variables
         unreached = set()  # variables with no gradient, known when traced
 
         def body(i, sums):
-            micro = {k: v[i] for k, v in split.items()}
+            micro = {k: v[i] for k, v in parts.items()}
             gradients = self._gradients(micro, lam)
             unreached.update(j for j, g in enumerate(gradients) if g is None)
             return i + 1, [

@@ -7,7 +7,7 @@ and optimizer.
         [--output_json=bench.json]
 
 Prints examples/s and real (unpadded) tokens/s for training and prediction,
-peak memory, and the input pipeline's own rate. Two other measurements:
+peak memory, and the input pipeline's own rate. Other measurements:
 
     # One multi-task model over the tasks against one single-task model per
     # task, on the same examples: cost per example and per token.
