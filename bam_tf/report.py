@@ -297,17 +297,22 @@ def _split_trials(bam_dir, label, trials, folders, split):
     return rescored, missing
 
 
+def _dev_predictions(bam_dir, folder, task, trial_numbers):
+    """(labels, [predictions of each trial]) on the task's dev set, as the
+    bootstrap scores them (classes from logits, regression values as
+    they are), or None when no trial wrote dev predictions."""
+    dev = _split_outputs(bam_dir, folder, task, trial_numbers, "dev")
+    if dev is None or task.is_regression:
+        return dev
+    return dev[0], [o.argmax(-1) for o in dev[1]]
+
+
 def _bootstrap_part(task, dev_a, dev_b):
     """(metric, labels, predictions of a's trials, of b's) from the two
-    models' `_split_outputs` on the task's dev set; None when a side has
-    no dev predictions."""
+    models' `_dev_predictions`; None when a side has none."""
     if dev_a is None or dev_b is None:
         return None
-    as_predictions = (lambda o: o) if task.is_regression else (
-        lambda o: o.argmax(-1))
-    return (scoring.METRICS[task.metrics[0]], dev_a[0],
-            [as_predictions(o) for o in dev_a[1]],
-            [as_predictions(o) for o in dev_b[1]])
+    return scoring.METRICS[task.metrics[0]], dev_a[0], dev_a[1], dev_b[1]
 
 
 def _average_bootstrap(parts, model_a, model_b, samples, seed):
@@ -377,16 +382,16 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
         for key in ("median", "mean", "std", "min", "max"):
             models[name][key] = {c: s[key] for c, s in summaries.items()}
 
-    dev_outputs = {}
+    dev_predictions = {}
 
     def dev_of(name, column):
         # A model is in several pairs: its dev split and predictions are
-        # read once.
-        if (name, column) not in dev_outputs:
-            dev_outputs[name, column] = _split_outputs(
+        # read and converted once.
+        if (name, column) not in dev_predictions:
+            dev_predictions[name, column] = _dev_predictions(
                 bam_dir, folders[name][column], get_task(column),
-                [t["trial"] for t in trials[name]], "dev")
-        return dev_outputs[name, column]
+                [t["trial"] for t in trials[name]])
+        return dev_predictions[name, column]
 
     comparisons = []
     for a, b in itertools.combinations(model_names, 2):

@@ -70,6 +70,21 @@ flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
 
+def _micro_batch_sizes():
+    try:
+        sizes = [int(s) for s in FLAGS.micro_batch_sizes] or [
+            FLAGS.batch_size // d for d in (2, 4)
+            if FLAGS.batch_size % d == 0]
+    except ValueError:
+        sys.exit(f"error: --micro_batch_sizes={FLAGS.micro_batch_sizes}: "
+                 "expected integers.")
+    bad = [s for s in sizes if s < 1 or FLAGS.batch_size % s]
+    if bad:
+        sys.exit(f"error: micro-batch sizes {bad} do not divide "
+                 f"--batch_size={FLAGS.batch_size}.")
+    return sizes
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -78,16 +93,14 @@ def main(argv):
                   task_names=FLAGS.task_names,
                   num_examples=FLAGS.num_examples,
                   max_seq_length=FLAGS.max_seq_length)
+    # Checked before the encoder and the data are loaded, which takes
+    # minutes on real inputs.
+    sizes = (_micro_batch_sizes() if FLAGS.measure == "micro_batches"
+             else [])
     try:
         tasks, examples, encoder, features = benchmark.load_inputs(**inputs)
-        sizes = [int(s) for s in FLAGS.micro_batch_sizes] or [
-            FLAGS.batch_size // d for d in (2, 4)
-            if FLAGS.batch_size % d == 0]
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    except ValueError:
-        sys.exit(f"error: --micro_batch_sizes={FLAGS.micro_batch_sizes}: "
-                 "expected integers.")
     total = sum(len(f) for f in features)
     steps = FLAGS.steps or max(1, total // FLAGS.batch_size)
     results = {
@@ -113,10 +126,6 @@ def main(argv):
             k: v for k, v in results["multi_vs_single"].items()
             if k.startswith("multi_over")})
     if FLAGS.measure == "micro_batches":
-        bad = [s for s in sizes if s < 1 or FLAGS.batch_size % s]
-        if bad:
-            sys.exit(f"error: micro-batch sizes {bad} do not divide "
-                     f"--batch_size={FLAGS.batch_size}.")
         results["micro_batches"] = benchmark.micro_batch_comparison(
             inputs, FLAGS.batch_size, [None] + sizes, steps,
             FLAGS.warmup_steps, FLAGS.micro_batch_buckets)

@@ -158,9 +158,12 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
     assert micro["train_real_tokens"] == whole["train_real_tokens"]
     assert "micro-batch 2:" in result.stdout
 
+    # A missing encoder folder: the sizes must be refused before anything
+    # is loaded, so the error is about them and not about the folder.
     bad = subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
-         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         f"--pretrained_model={tmp_path / 'missing'}",
+         f"--glue_dir={tiny_glue}",
          "--task_names=rte", "--num_examples=16", "--batch_size=8",
          "--measure=micro_batches", "--micro_batch_sizes=3"],
         capture_output=True, text=True, timeout=300,
