@@ -89,13 +89,13 @@ def test_loss_weights_weigh_the_logged_loss():
 
 
 def _one_step(strategy, batch, micro_batch_size=None, distill=False,
-              sgd=False, static_batch=True):
+              sgd=False, static_batch=True, policy=None):
     with strategy.scope():
         model = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
-                                       dropout=0.0), SPECS,
+                                       dropout=0.0, dtype=policy), SPECS,
                          total_steps=10, global_batch_size=8,
                          dropout_rate=0.0, distill=distill,
-                         micro_batch_size=micro_batch_size)
+                         micro_batch_size=micro_batch_size, dtype=policy)
         model(batch)
         # SGD's update is the gradient times the rate, so a wrongly scaled
         # gradient shows (Adam divides the scale away).
@@ -141,6 +141,32 @@ def test_micro_batches_make_the_same_update(micro_batch_size, static_batch):
                       static_batch=static_batch))
 
 
+def test_micro_batches_under_float16_loss_scaling_make_the_same_update():
+    # Each micro-batch's loss is scaled and the summed gradients unscaled
+    # once by the LossScaleOptimizer: a micro-batch left unscaled, or
+    # unscaled twice, moves SGD's weights 2^15 times too little or much,
+    # and a step skipped for overflow moves them half as far.
+    batch = _distill_batch()
+    one = tf.distribute.get_strategy()
+    untrained = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
+                                       dropout=0.0), SPECS)
+    untrained(batch)
+    initial = [v.numpy() for v in untrained.weights]
+    reference = _one_step(one, batch, distill=True, sgd=True)
+    assert [x.shape for x in initial] == [x.shape for x in reference[1]]
+    moved = max(np.abs(x - before).max()
+                for before, x in zip(initial, reference[1]))
+    assert moved > 5e-3  # well above the tolerance below
+    for size in (None, 4):
+        logs, weights = _one_step(one, batch, size, distill=True, sgd=True,
+                                  policy="mixed_float16")
+        for key in reference[0]:  # float16 activations: not 1e-5
+            assert logs[key] == pytest.approx(reference[0][key],
+                                              rel=1e-3), key
+        for x, y in zip(reference[1], weights):
+            np.testing.assert_allclose(y, x, atol=5e-4)
+
+
 def test_micro_batches_under_mirrored_match_one_device(mirrored):
     batch = next(iter(_dataset()))
     # Each replica's 4 examples as 2 micro-batches of 2.
@@ -174,14 +200,11 @@ def _distill_batch():
     return batch
 
 
-@pytest.mark.parametrize("policy, micro_batch_size", [
-    ("mixed_bfloat16", None), ("mixed_float16", None),
-    ("mixed_float16", 4)])  # loss scaling on summed micro-batch gradients
-def test_mixed_precision_trains_without_nan(policy, micro_batch_size):
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_without_nan(policy):
     model = BamModel(tiny_backbone(vocabulary_size=60, seed=0,
                                    dtype=policy), SPECS,
-                     total_steps=10, global_batch_size=8, dtype=policy,
-                     micro_batch_size=micro_batch_size)
+                     total_steps=10, global_batch_size=8, dtype=policy)
     model(next(iter(_dataset())))
     model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 10))
     if policy == "mixed_float16":
