@@ -88,14 +88,18 @@ def test_loss_weights_weigh_the_logged_loss():
                  loss_weights=[2.0])
 
 
+def _step_model(micro_batch_size=None, distill=False, policy=None):
+    return BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0,
+                                  dtype=policy), SPECS,
+                    total_steps=10, global_batch_size=8, dropout_rate=0.0,
+                    distill=distill, micro_batch_size=micro_batch_size,
+                    dtype=policy)
+
+
 def _one_step(strategy, batch, micro_batch_size=None, distill=False,
               sgd=False, static_batch=True, policy=None):
     with strategy.scope():
-        model = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
-                                       dropout=0.0, dtype=policy), SPECS,
-                         total_steps=10, global_batch_size=8,
-                         dropout_rate=0.0, distill=distill,
-                         micro_batch_size=micro_batch_size, dtype=policy)
+        model = _step_model(micro_batch_size, distill, policy)
         model(batch)
         # SGD's update is the gradient times the rate, so a wrongly scaled
         # gradient shows (Adam divides the scale away).
@@ -148,8 +152,7 @@ def test_micro_batches_under_float16_loss_scaling_make_the_same_update():
     # and a step skipped for overflow moves them half as far.
     batch = _distill_batch()
     one = tf.distribute.get_strategy()
-    untrained = BamModel(tiny_backbone(vocabulary_size=60, seed=3,
-                                       dropout=0.0), SPECS)
+    untrained = _step_model(distill=True)  # _one_step's model, unfitted
     untrained(batch)
     initial = [v.numpy() for v in untrained.weights]
     reference = _one_step(one, batch, distill=True, sgd=True)
