@@ -298,13 +298,19 @@ def _split_trials(bam_dir, label, trials, folders, split):
 
 
 def _dev_predictions(bam_dir, folder, task, trial_numbers):
-    """(labels, [predictions of each trial]) on the task's dev set, as the
-    bootstrap scores them (classes from logits, regression values as
-    they are), or None when no trial wrote dev predictions."""
+    """The task's dev predictions as the bootstrap scores them (classes
+    from logits, regression values as they are).
+
+    Returns:
+        ((labels, [predictions of each trial that has a file]) or None
+        when none has, [trial numbers without a file]).
+    """
+    missing = [n for n in trial_numbers if not os.path.exists(
+        _predictions_file(bam_dir, folder, task, "dev", n))]
     dev = _split_outputs(bam_dir, folder, task, trial_numbers, "dev")
-    if dev is None or task.is_regression:
-        return dev
-    return dev[0], [o.argmax(-1) for o in dev[1]]
+    if dev is not None and not task.is_regression:
+        dev = dev[0], [o.argmax(-1) for o in dev[1]]
+    return dev, missing
 
 
 def _bootstrap_part(task, dev_a, dev_b):
@@ -335,6 +341,10 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
 
     `model_names` are model folders, or "LABEL=a+b+..." rows joining
     several folders (`parse_model_spec`).
+
+    The bootstrap tests each model over the trials that wrote dev
+    predictions; the others are named under `no_dev_predictions`
+    ({folder: trial numbers}).
 
     `split="train"` scores the finished trials on their training sets, from
     the predictions runs write there for their first `n_writes_distill`
@@ -388,9 +398,17 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
         # A model is in several pairs: its dev split and predictions are
         # read and converted once.
         if (name, column) not in dev_predictions:
-            dev_predictions[name, column] = _dev_predictions(
-                bam_dir, folders[name][column], get_task(column),
+            folder = folders[name][column]
+            dev_predictions[name, column], missing = _dev_predictions(
+                bam_dir, folder, get_task(column),
                 [t["trial"] for t in trials[name]])
+            if missing:
+                # Runs write dev predictions for their first n_writes_test
+                # trials, and files can be lost: the bootstrap then tests
+                # fewer trials than the medians summarise, which is said.
+                named = models[name].setdefault("no_dev_predictions", {})
+                named[folder] = sorted(set(named.get(folder, [])) |
+                                       set(missing))
         return dev_predictions[name, column]
 
     comparisons = []
@@ -459,8 +477,14 @@ def format_markdown(report):
                 f"{name}: trial{'s' if len(numbers) > 1 else ''} "
                 f"{', '.join(map(str, numbers))} of {folder} left out (no "
                 f"{report['split']} predictions written).")
-    if any("left_out" in m or "no_predictions" in m
-           for m in report["models"].values()):
+        for folder, numbers in model.get("no_dev_predictions", {}).items():
+            lines.append(
+                f"{name}: trial{'s' if len(numbers) > 1 else ''} "
+                f"{', '.join(map(str, numbers))} of {folder} without dev "
+                "predictions (bootstrap tests over its other trials; none "
+                "where no trial has them).")
+    if any(key in m for m in report["models"].values()
+           for key in ("left_out", "no_predictions", "no_dev_predictions")):
         lines.append("")
     if report["comparisons"]:
         lines += ["| a | b | task | test | p | p (Holm) | |",

@@ -13,6 +13,7 @@ from bam_tf import scoring
 from bam_tf.data.loading import load_split
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.outputs import predictions_path
+from bam_tf.outputs import read_predictions
 from bam_tf.outputs import write_predictions
 from bam_tf.tasks import get_task
 
@@ -301,3 +302,42 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
         report.build_report(str(tmp_path), ["b"], split="train")
     with pytest.raises(report.ReportError, match="expected one of"):
         report.build_report(str(tmp_path), ["b"], split="test")
+
+
+def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
+    _fake_model(tmp_path, tiny_glue, "strong", [80, 82, 81], 0.95, 1)
+    _fake_model(tmp_path, tiny_glue, "weak", [60, 61, 59], 0.3, 2)
+    full = report.build_report(str(tmp_path), ["strong", "weak"],
+                               bootstrap_samples=200)
+    assert all("no_dev_predictions" not in m
+               for m in full["models"].values())
+    # Trial 2's file lost (or past --n_writes_test): the medians keep its
+    # score from results.json, the bootstrap tests trials 1 and 3 only.
+    folder = str(tmp_path / "models" / "strong")
+
+    def classes(name, trials):
+        return [read_predictions(predictions_path(
+            str(tmp_path / "models" / name), "rte", "dev", t))["logits"]
+            .argmax(-1) for t in trials]
+    kept, weak = classes("strong", (1, 3)), classes("weak", (1, 2, 3))
+    os.remove(predictions_path(folder, "rte", "dev", 2))
+    data = report.build_report(str(tmp_path), ["strong", "weak"],
+                               bootstrap_samples=200)
+    assert data["models"]["strong"]["no_dev_predictions"] == {"strong": [2]}
+    assert data["models"]["strong"]["median"]["rte"] == 81.0
+    labels = load_split(get_task("rte"), "dev", tiny_glue).labels
+    expected = report.paired_bootstrap(scoring.accuracy, labels, kept, weak,
+                                       200, 0)
+    tests = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
+    assert tests[("rte", "bootstrap")] == expected
+    assert ("strong: trial 2 of strong without dev predictions (bootstrap "
+            "tests over its other trials; none where no trial has them).") \
+        in report.format_markdown(data)
+    # No dev predictions at all on one side: Mann-Whitney only.
+    for t in (1, 3):
+        os.remove(predictions_path(folder, "rte", "dev", t))
+    data = report.build_report(str(tmp_path), ["strong", "weak"],
+                               bootstrap_samples=200)
+    assert {c["test"] for c in data["comparisons"]} == {"mann_whitney_u"}
+    assert data["models"]["strong"]["no_dev_predictions"] == {
+        "strong": [1, 2, 3]}
