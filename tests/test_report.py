@@ -305,12 +305,16 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
 
 
 def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
-    _fake_model(tmp_path, tiny_glue, "strong", [80, 82, 81], 0.95, 1)
-    _fake_model(tmp_path, tiny_glue, "weak", [60, 61, 59], 0.3, 2)
+    # Close models, so that p is not at its floor and depends on which
+    # trials the bootstrap tests.
+    _fake_model(tmp_path, tiny_glue, "strong", [80, 82, 81], 0.6, 1)
+    _fake_model(tmp_path, tiny_glue, "weak", [60, 61, 59], 0.5, 2)
     full = report.build_report(str(tmp_path), ["strong", "weak"],
                                bootstrap_samples=200)
     assert all("no_dev_predictions" not in m
                for m in full["models"].values())
+    p_full = {c["task"]: c["p"] for c in full["comparisons"]
+              if c["test"] == "bootstrap"}["rte"]
     # Trial 2's file lost (or past --n_writes_test): the medians keep its
     # score from results.json, the bootstrap tests trials 1 and 3 only.
     folder = str(tmp_path / "models" / "strong")
@@ -329,7 +333,8 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
     expected = report.paired_bootstrap(scoring.accuracy, labels, kept, weak,
                                        200, 0)
     tests = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
-    assert tests[("rte", "bootstrap")] == expected
+    assert tests[("rte", "bootstrap")] == expected != p_full
+    assert 1 / 201 < expected < 1
     assert ("strong: trial 2 of strong without dev predictions (bootstrap "
             "tests over its other trials; none where no trial has them).") \
         in report.format_markdown(data)
