@@ -209,25 +209,37 @@ def _predictions_file(bam_dir, folder, task, split, trial_number):
                             task.name, _split_name(task, split), trial_number)
 
 
+def _with_predictions(bam_dir, folder, task, split, trial_numbers):
+    """The trials that have a predictions file on `split`, and those that
+    have none (runs write them for their first n_writes_test /
+    n_writes_distill trials only, and files can be lost).
+
+    Returns:
+        ([trial numbers with a file], [trial numbers without]).
+    """
+    found = {n: os.path.exists(_predictions_file(bam_dir, folder, task,
+                                                 split, n))
+             for n in trial_numbers}
+    return ([n for n in trial_numbers if found[n]],
+            [n for n in trial_numbers if not found[n]])
+
+
 def _split_outputs(bam_dir, name, task, trial_numbers, split):
     """Per-trial outputs on `split` ("dev": the task's first dev split;
     "train": the training set as the run read it, e.g. unordered pairs in
     both orders): logits for classification, predictions on the label
     scale for regression, rows sorted by example id, with the gold labels
-    in the same order. Trials without a predictions file are skipped; None
-    when no trial has one.
+    in the same order. Each trial must have its predictions file
+    (`_with_predictions` says which do).
 
     Returns:
-        (labels, [outputs of each trial that has a file]) or None.
+        (labels, [outputs of each trial, in the order given]).
     """
     model_dir = os.path.join(bam_dir, "models", name)
     config = RunConfig.from_json(os.path.join(model_dir, "config.json"))
     split_name = _split_name(task, split)
     paths = [_predictions_file(bam_dir, name, task, split, number)
              for number in trial_numbers]
-    paths = [p for p in paths if os.path.exists(p)]
-    if not paths:
-        return None
     if split == "train":
         examples = load_split(task, "train", glue_dir(config),
                               config.data_source,
@@ -264,17 +276,17 @@ def _split_trials(bam_dir, label, trials, folders, split):
     Returns:
         (rescored trials, {folder: trial numbers without predictions}).
     """
-    complete, missing = [], {}
-    for trial in trials:
-        number = trial["trial"]
-        absent = sorted({
-            folder for task_name, folder in folders.items()
-            if not os.path.exists(_predictions_file(
-                bam_dir, folder, get_task(task_name), split, number))})
-        for folder in absent:
-            missing.setdefault(folder, []).append(number)
-        if not absent:
-            complete.append(number)
+    numbers = [trial["trial"] for trial in trials]
+    missing = {}
+    for task_name, folder in folders.items():
+        _, absent = _with_predictions(bam_dir, folder, get_task(task_name),
+                                      split, numbers)
+        if absent:
+            missing[folder] = sorted(set(missing.get(folder, [])) |
+                                     set(absent))
+    missing = dict(sorted(missing.items()))
+    complete = [n for n in numbers
+                if not any(n in absent for absent in missing.values())]
     rescored = []
     if complete:
         # One read of each task's split for all trials: training sets
@@ -305,10 +317,12 @@ def _dev_predictions(bam_dir, folder, task, trial_numbers):
         ((labels, [predictions of each trial that has a file]) or None
         when none has, [trial numbers without a file]).
     """
-    missing = [n for n in trial_numbers if not os.path.exists(
-        _predictions_file(bam_dir, folder, task, "dev", n))]
-    dev = _split_outputs(bam_dir, folder, task, trial_numbers, "dev")
-    if dev is not None and not task.is_regression:
+    present, missing = _with_predictions(bam_dir, folder, task, "dev",
+                                         trial_numbers)
+    if not present:
+        return None, missing
+    dev = _split_outputs(bam_dir, folder, task, present, "dev")
+    if not task.is_regression:
         dev = dev[0], [o.argmax(-1) for o in dev[1]]
     return dev, missing
 
