@@ -490,7 +490,7 @@ def format_markdown(report):
             lines.append(
                 f"{name}: trial{'s' if len(numbers) > 1 else ''} "
                 f"{', '.join(map(str, numbers))} of {folder} left out (no "
-                f"{report['split']} predictions written).")
+                f"{report['split']} predictions file).")
         for folder, numbers in model.get("no_dev_predictions", {}).items():
             lines.append(
                 f"{name}: trial{'s' if len(numbers) > 1 else ''} "

@@ -278,7 +278,7 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
     assert data["models"]["a"]["n_trials"] == 1
     assert data["models"]["a"]["scores"]["rte"] == [100.0]
     assert data["models"]["a"]["no_predictions"] == {"a": [2]}
-    assert ("a: trial 2 of a left out (no train predictions written)."
+    assert ("a: trial 2 of a left out (no train predictions file)."
             in report.format_markdown(data))
     assert data["models"]["a"]["std"]["rte"] is None
     assert "| a | 1 | 100.0 | 100.0 |" in report.format_markdown(data)
