@@ -141,7 +141,13 @@ def paired_bootstrap_average(parts, samples=1000, seed=0):
 
 
 def _trials(bam_dir, name):
-    path = os.path.join(bam_dir, "models", name, "results.json")
+    """The folder's finished trials, each one's metrics in the order of
+    the run's `task_names`: results.json is written with sorted keys,
+    and the report's columns should follow the tasks as the user named
+    them. A folder without config.json (results copied on their own)
+    keeps the file's order."""
+    folder = os.path.join(bam_dir, "models", name)
+    path = os.path.join(folder, "results.json")
     try:
         with open(path, encoding="utf-8") as f:
             trials = json.load(f)["trials"]
@@ -149,6 +155,14 @@ def _trials(bam_dir, name):
         raise ReportError(f"{path}: cannot read results ({e}).") from None
     if not trials:
         raise ReportError(f"{path}: no finished trials.")
+    config_path = os.path.join(folder, "config.json")
+    if os.path.exists(config_path):
+        order = list(RunConfig.from_json(config_path).task_names)
+        for trial in trials:
+            trial["metrics"] = dict(sorted(
+                trial["metrics"].items(),
+                key=lambda item: (order.index(item[0]) if item[0] in order
+                                  else len(order))))
     return trials
 
 
@@ -345,7 +359,10 @@ def _average_bootstrap(parts, model_a, model_b, samples, seed):
     if set(averaged[0]) != set(averaged[1]) or \
             any(parts.get(t) is None for t in averaged[0]):
         return None
-    return paired_bootstrap_average([parts[t] for t in averaged[0]],
+    # The tasks' examples are drawn in turn from one generator: taken by
+    # name, the draws (and so p) do not depend on the order of the
+    # columns, or on which of the two models comes first.
+    return paired_bootstrap_average([parts[t] for t in sorted(averaged[0])],
                                     samples, seed)
 
 

@@ -199,6 +199,14 @@ def test_group_row_joins_single_task_folders(tiny_glue, tmp_path):
     assert tests[("avg", "mann_whitney_u")] == pytest.approx(
         stats.mannwhitneyu([40, 46], [47.5, 53, 58.5],
                            alternative="two-sided").pvalue)
+    # results.json holds its metrics sorted (cola before rte); the columns
+    # follow the run's task_names, rte then cola, as the user named them.
+    with open(tmp_path / "models" / "multi" / "results.json") as f:
+        assert list(json.load(f)["trials"][0]["metrics"]) == ["cola", "rte"]
+    alone = report.build_report(str(tmp_path), ["multi"])
+    assert alone["tasks"] == ["rte", "cola"]
+    assert report.format_markdown(alone).startswith(
+        "| model | trials | rte | cola | avg |")
     with pytest.raises(report.ReportError, match="both"):
         report.build_report(str(tmp_path), ["x=s-rte+multi"])
     with pytest.raises(report.ReportError, match="expected"):
@@ -346,3 +354,43 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
     assert {c["test"] for c in data["comparisons"]} == {"mann_whitney_u"}
     assert data["models"]["strong"]["no_dev_predictions"] == {
         "strong": [1, 2, 3]}
+
+
+def _fake_two_task_model(bam_dir, glue_dir, name, task_names, accuracy,
+                         seed):
+    """One trial of a multi-task folder with dev predictions on rte and
+    cola of a given accuracy; `task_names` is the order its run named
+    them in."""
+    folder = os.path.join(bam_dir, "models", name)
+    atomic_write_json(os.path.join(folder, "config.json"), debug_config(
+        bam_dir, glue_dir, name, task_names).to_dict())
+    rng = np.random.default_rng(seed)
+    metrics = {}
+    for task_name in ("cola", "rte"):
+        task = get_task(task_name)
+        examples = load_split(task, "dev", glue_dir)
+        right = rng.random(len(examples)) < accuracy
+        predicted = np.where(right, examples.labels, 1 - examples.labels)
+        write_predictions(predictions_path(folder, task_name, "dev", 1),
+                          task, examples, examples.eids,
+                          np.eye(2, dtype=np.float32)[predicted])
+        metrics[task_name] = {"score": 100 * float(right.mean())}
+    atomic_write_json(os.path.join(folder, "results.json"), {"trials": [
+        {"trial": 1, "seed": 1, "metrics": metrics,
+         "avg": float(np.mean([m["score"] for m in metrics.values()]))}]})
+
+
+def test_average_bootstrap_does_not_depend_on_the_task_order(
+        tiny_glue, tmp_path):
+    # Close models, so that p is not at its floor.
+    def average_p(task_names, model_names):
+        _fake_two_task_model(tmp_path, tiny_glue, "a", task_names, 0.6, 1)
+        _fake_two_task_model(tmp_path, tiny_glue, "b", task_names, 0.5, 2)
+        data = report.build_report(str(tmp_path), model_names,
+                                   bootstrap_samples=200)
+        p = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
+        return data["tasks"], p[("avg", "bootstrap")]
+    columns, p = average_p(["rte", "cola"], ["a", "b"])
+    assert columns == ["rte", "cola"] and 1 / 201 < p < 1
+    assert average_p(["cola", "rte"], ["a", "b"]) == (["cola", "rte"], p)
+    assert average_p(["rte", "cola"], ["b", "a"])[1] == p
