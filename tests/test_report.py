@@ -86,24 +86,30 @@ def test_bootstrap_of_the_average_over_tasks():
                                 poor[0], 300, seed=3)
 
 
-def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed):
-    """A model folder with trials' results and dev predictions of a given
-    accuracy on rte."""
-    config = debug_config(bam_dir, glue_dir, name, ["rte"])
+def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed,
+                task_names=("rte",)):
+    """A model folder with trials' results (`scores`, the same for every
+    task) and dev predictions of a given accuracy on each classification
+    task of `task_names`, the order its run named them in. Predictions are
+    drawn task by task in name order: the same whatever that order."""
+    config = debug_config(bam_dir, glue_dir, name, list(task_names))
     folder = os.path.join(bam_dir, "models", name)
     atomic_write_json(os.path.join(folder, "config.json"), config.to_dict())
-    examples = load_split(get_task("rte"), "dev", glue_dir)
+    dev = {t: load_split(get_task(t), "dev", glue_dir)
+           for t in sorted(task_names)}
     rng = np.random.default_rng(seed)
     trials = []
     for trial, score in enumerate(scores, start=1):
-        right = rng.random(len(examples)) < accuracy
-        predicted = np.where(right, examples.labels, 1 - examples.labels)
-        logits = np.eye(2, dtype=np.float32)[predicted]
-        write_predictions(predictions_path(folder, "rte", "dev", trial),
-                          get_task("rte"), examples, examples.eids, logits)
+        for task_name, examples in dev.items():
+            right = rng.random(len(examples)) < accuracy
+            predicted = np.where(right, examples.labels, 1 - examples.labels)
+            logits = np.eye(2, dtype=np.float32)[predicted]
+            write_predictions(
+                predictions_path(folder, task_name, "dev", trial),
+                get_task(task_name), examples, examples.eids, logits)
         trials.append({"trial": trial, "seed": trial, "avg": score,
-                       "metrics": {"rte": {"accuracy": score,
-                                           "score": score}}})
+                       "metrics": {t: {"accuracy": score, "score": score}
+                                   for t in task_names}})
     atomic_write_json(os.path.join(folder, "results.json"),
                       {"trials": trials})
 
@@ -356,36 +362,12 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
         "strong": [1, 2, 3]}
 
 
-def _fake_two_task_model(bam_dir, glue_dir, name, task_names, accuracy,
-                         seed):
-    """One trial of a multi-task folder with dev predictions on rte and
-    cola of a given accuracy; `task_names` is the order its run named
-    them in."""
-    folder = os.path.join(bam_dir, "models", name)
-    atomic_write_json(os.path.join(folder, "config.json"), debug_config(
-        bam_dir, glue_dir, name, task_names).to_dict())
-    rng = np.random.default_rng(seed)
-    metrics = {}
-    for task_name in ("cola", "rte"):
-        task = get_task(task_name)
-        examples = load_split(task, "dev", glue_dir)
-        right = rng.random(len(examples)) < accuracy
-        predicted = np.where(right, examples.labels, 1 - examples.labels)
-        write_predictions(predictions_path(folder, task_name, "dev", 1),
-                          task, examples, examples.eids,
-                          np.eye(2, dtype=np.float32)[predicted])
-        metrics[task_name] = {"score": 100 * float(right.mean())}
-    atomic_write_json(os.path.join(folder, "results.json"), {"trials": [
-        {"trial": 1, "seed": 1, "metrics": metrics,
-         "avg": float(np.mean([m["score"] for m in metrics.values()]))}]})
-
-
 def test_average_bootstrap_does_not_depend_on_the_task_order(
         tiny_glue, tmp_path):
     # Close models, so that p is not at its floor.
     def average_p(task_names, model_names):
-        _fake_two_task_model(tmp_path, tiny_glue, "a", task_names, 0.6, 1)
-        _fake_two_task_model(tmp_path, tiny_glue, "b", task_names, 0.5, 2)
+        _fake_model(tmp_path, tiny_glue, "a", [60], 0.6, 1, task_names)
+        _fake_model(tmp_path, tiny_glue, "b", [55], 0.5, 2, task_names)
         data = report.build_report(str(tmp_path), model_names,
                                    bootstrap_samples=200)
         p = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
