@@ -296,9 +296,10 @@ def _split_trials(bam_dir, label, trials, folders, split):
         _, absent = _with_predictions(bam_dir, folder, get_task(task_name),
                                       split, numbers)
         if absent:
+            # Folders in the row's column order, as the dev report names
+            # them.
             missing[folder] = sorted(set(missing.get(folder, [])) |
                                      set(absent))
-    missing = dict(sorted(missing.items()))
     complete = [n for n in numbers
                 if not any(n in absent for absent in missing.values())]
     rescored = []

@@ -296,6 +296,17 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
             in report.format_markdown(data))
     assert data["models"]["a"]["std"]["rte"] is None
     assert "| a | 1 | 100.0 | 100.0 |" in report.format_markdown(data)
+    # In a row of folders, those without are named in the row's column
+    # order (as the dev report names them), not alphabetically.
+    _fake_train_predictions(tmp_path, tiny_glue, "z-sts", "sts",
+                            lambda e, t: e.labels.astype(np.float32) + t,
+                            trials=(1,))
+    _fake_results(tmp_path, tiny_glue, "z-sts", {"sts": [70.0, 71.0]})
+    data = report.build_report(str(tmp_path), ["row=z-sts+a"], split="train")
+    assert list(data["models"]["row"]["scores"]) == ["sts", "rte", "avg"]
+    assert list(data["models"]["row"]["no_predictions"]) == ["z-sts", "a"]
+    markdown = report.format_markdown(data)
+    assert markdown.index("trial 2 of z-sts") < markdown.index("trial 2 of a")
     _fake_results(tmp_path, tiny_glue, "none", {"rte": [50.0]})
     with pytest.raises(report.ReportError,
                        match=r"none: no finished trial has train predictions"):
