@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 
 
@@ -82,7 +83,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 writer.close()
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(BamError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 

@@ -3,7 +3,13 @@
 The original BAM kept a mutable config object and silently rewrote its
 hyperparameters whenever a single task was given. Here the single-task and
 multi-task values are named presets (`PRESETS`) that the caller applies
-explicitly with `RunConfig.from_dict({**PRESETS[name], ...})` or a flagfile.
+explicitly with `RunConfig.from_dict({**PRESETS[name], ...})` or `--preset`.
+
+A configuration has sections (`SECTIONS`): the experiment, which decides
+every number a run computes and so is the run's identity
+(`bam_tf.identity`); the paths it reads and writes; and what it writes
+(outputs). How a run is carried out (devices, checkpoint cadence, which
+trials this process takes) is a `Runtime`, never saved as part of the run.
 """
 
 import dataclasses
@@ -11,6 +17,8 @@ import json
 import math
 import os
 from typing import Optional
+
+from bam_tf.errors import BamError
 
 # Paper section 4 ("Training details"): single-task runs use BERT's recipe,
 # multi-task runs a larger batch, more epochs, a larger LR and layer-wise decay.
@@ -51,16 +59,17 @@ DATA_SOURCES = ("tsv", "tfds")
 PADDINGS = ("buckets", "longest", "max_length")
 
 
-class ConfigError(ValueError):
+class ConfigError(BamError):
     """A configuration that cannot run; raised before any work starts."""
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides what a run computes.
+    """What a run computes (`section("experiment")`), where its files are
+    (`section("paths")`) and what it writes (`section("outputs")`).
 
     Hardware choices (strategy, TPU name) are not part of it: the same
-    configuration must give the same model on any device.
+    configuration must give the same model on any device (`Runtime`).
 
     Example:
     >>> config = RunConfig.from_dict(
@@ -124,7 +133,6 @@ class RunConfig:
     n_writes_distill: int = 5
     n_writes_test: int = 5
     eval_each_epoch: bool = True
-    steps_per_execution: int = 1
     cache_features: bool = True
 
     # ---------------------------------------------------------------- build
@@ -174,9 +182,14 @@ class RunConfig:
                               f"configuration keys, got "
                               f"{type(values).__name__}.")
         try:
-            return cls.from_dict(values)
+            return cls.from_dict(migrate(values))
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
+
+    def section(self, name):
+        """The fields of one of `SECTIONS`, as `to_dict` writes them."""
+        values = self.to_dict()
+        return {k: values[k] for k in SECTIONS[name]}
 
     def loss_weight(self, task_name):
         return dict(self.task_loss_weights).get(task_name, 1.0)
@@ -224,7 +237,7 @@ class RunConfig:
         check(self.max_seq_length >= 8,
               f"max_seq_length must be >= 8, got {self.max_seq_length}.")
         for name in ("train_batch_size", "eval_batch_size", "num_trials",
-                     "steps_per_execution", "debug_hidden_size",
+                     "debug_hidden_size",
                      "debug_num_layers", "debug_vocab_size"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1.")
         check(self.learning_rate > 0, "learning_rate must be > 0.")
@@ -265,6 +278,150 @@ class RunConfig:
             check(not self.teachers,
                   "--teachers is given without --distill: pass --distill to "
                   "learn from them, or drop --teachers.")
+
+
+# Which part of a run each field belongs to. The experiment decides every
+# number a run computes: two runs with equal experiments (and equal
+# encoder, data and teacher fingerprints, `bam_tf.identity`) compute the
+# same trials, wherever their files are and whatever they write.
+SECTIONS = {
+    "experiment": (
+        "task_names", "data_source", "debug", "debug_hidden_size",
+        "debug_num_layers", "debug_vocab_size", "max_seq_length", "padding",
+        "mixed_precision", "train_batch_size", "learning_rate", "lr_decay",
+        "num_train_epochs", "warmup_proportion", "weight_decay_rate",
+        "clip_norm", "dropout_rate", "task_weight_exponent",
+        "task_loss_weights", "double_unordered", "max_train_examples",
+        "distill", "teachers", "teacher_trials", "teacher_annealing",
+        "distill_weight", "distill_temperature", "init_from_model",
+        "init_from_trial", "seed"),
+    # The encoder's path is where it was found; what it is, is its
+    # fingerprint in the run's identity.
+    "paths": ("model_name", "bam_dir", "glue_dir", "pretrained_model"),
+    # Evaluation batches are padded away by masks, so their size changes
+    # no score.
+    "outputs": ("num_trials", "n_writes_distill", "n_writes_test",
+                "eval_each_epoch", "eval_batch_size", "cache_features"),
+}
+
+# Keys that earlier versions saved in config.json and that are no longer
+# part of the configuration: `steps_per_execution` is how a run is
+# carried out (`Runtime`).
+_MOVED_OUT = ("steps_per_execution",)
+
+
+def migrate(saved):
+    """A config.json written by any version, as `RunConfig.from_dict`
+    takes it: keys that moved out of the configuration are dropped; keys
+    added since take their defaults, which keep the earlier behaviour."""
+    return {k: v for k, v in saved.items() if k not in _MOVED_OUT}
+
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a run is carried out, not what it computes: never part of the
+    run's identity (a folder's trials can be run on any hardware, in any
+    number of processes, and come out the same).
+
+    Attributes:
+        strategy: "default" (one device), "mirrored" (local GPUs),
+            "multi_worker" (TF_CONFIG) or "tpu".
+        tpu: TPU name or address, with strategy "tpu".
+        save_checkpoints_steps: checkpoint every N steps; None: by time.
+        save_checkpoints_secs: checkpoint every so many seconds.
+        jit_compile: XLA for the whole training step (one program per
+            input shape: pair it with padding "buckets" or "max_length";
+            slower on CPUs, TRAPS.md 3).
+        micro_batch_size: examples each replica runs through the network at
+            once, gradients summed over its batch before the one update
+            (`BamModel`); None: the whole batch. Memory, not the
+            experiment: the batches, updates and steps stay those of
+            `train_batch_size` (the sums' order and dropout masks differ).
+        steps_per_execution: training steps per call into the device (the
+            original's iterations_per_loop).
+        trials: the trial numbers this process runs (None: every unfinished
+            trial of 1..num_trials that no live process holds).
+        claim_timeout_secs: a trial claimed from another host whose claim
+            has not been refreshed for this long is taken over (on the same
+            host, a claim is taken over as soon as its process is gone).
+        heartbeat_secs: how often a running trial refreshes its claim.
+    """
+
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    save_checkpoints_steps: Optional[int] = None
+    save_checkpoints_secs: float = 300.0
+    jit_compile: bool = False
+    micro_batch_size: Optional[int] = None
+    steps_per_execution: int = 1
+    trials: Optional[tuple] = None
+    claim_timeout_secs: float = 600.0
+    heartbeat_secs: float = 30.0
+
+    def validate(self, config):
+        """Checks this runtime against `config` before any device is
+        touched (a TPU needs static shapes: caught here, not after
+        connecting to it)."""
+        def check(cond, message):
+            if not cond:
+                raise ConfigError(message)
+
+        check(self.strategy in STRATEGIES,
+              f"--strategy must be one of {STRATEGIES}, got "
+              f"{self.strategy!r}.")
+        check(self.strategy == "tpu" or not self.tpu,
+              f"--tpu={self.tpu} is given without --strategy=tpu.")
+        check(self.strategy != "tpu" or config.padding == "max_length",
+              "--strategy=tpu needs static shapes: pass "
+              f"--padding=max_length (got --padding={config.padding}).")
+        check(self.steps_per_execution >= 1,
+              "--steps_per_execution must be >= 1.")
+        check(self.save_checkpoints_steps is None
+              or self.save_checkpoints_steps >= 1,
+              "--save_checkpoints_steps must be >= 1.")
+        check(self.save_checkpoints_secs > 0,
+              "--save_checkpoints_secs must be > 0.")
+        check(self.micro_batch_size is None or (
+            self.micro_batch_size >= 1
+            and config.train_batch_size % self.micro_batch_size == 0),
+            f"--micro_batch_size={self.micro_batch_size} must be a positive "
+            f"divisor of train_batch_size {config.train_batch_size}.")
+        check(self.trials is None or (
+            len(self.trials) > 0 and all(t >= 1 for t in self.trials)),
+            f"--trials must be trial numbers >= 1, got {self.trials}.")
+        check(self.heartbeat_secs > 0 and
+              self.claim_timeout_secs > 2 * self.heartbeat_secs,
+              "--claim_timeout_secs must exceed twice the heartbeat "
+              f"({self.heartbeat_secs} s).")
+
+    def trial_numbers(self, num_trials):
+        """The trials this process is asked for, in order."""
+        if self.trials is None:
+            return list(range(1, num_trials + 1))
+        return sorted(set(self.trials))
+
+
+def parse_trials(text):
+    """'3' or '4,5' or '1-3,7' -> (1, 2, 3, 7); errors name the flag."""
+    trials = set()
+    for item in [i.strip() for i in str(text).split(",") if i.strip()]:
+        first, sep, last = item.partition("-")
+        try:
+            first = int(first)
+            last = int(last) if sep else first
+        except ValueError:
+            raise ConfigError(f"--trials entry {item!r} is not a trial "
+                              "number or a range like 2-5.") from None
+        if first < 1 or last < first:
+            raise ConfigError(f"--trials entry {item!r}: trials are "
+                              "numbered from 1, ranges go upwards.")
+        trials.update(range(first, last + 1))
+    if not trials:
+        raise ConfigError("--trials names no trial.")
+    return tuple(sorted(trials))
 
 
 def _model_name(value):
@@ -321,6 +478,3 @@ def parse_task_loss_weights(text):
 def glue_dir(config):
     return config.glue_dir or os.path.join(config.bam_dir, "glue_data")
 
-
-def model_dir(config):
-    return os.path.join(config.bam_dir, "models", config.model_name)

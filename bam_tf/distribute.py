@@ -3,7 +3,7 @@ receives the strategy)."""
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from bam_tf.config import STRATEGIES  # noqa: F401 (named here too)
 
 
 def get_strategy(name="default", tpu=None):

@@ -23,6 +23,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.errors import BamError
 from bam_tf.families import FAMILIES
 from bam_tf.families import FamilyError
 from bam_tf.families import check_pair
@@ -33,7 +34,7 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 
 
-class EncoderError(ValueError):
+class EncoderError(BamError):
     pass
 
 

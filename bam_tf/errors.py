@@ -1,17 +1,12 @@
-"""The errors that mean bad input, not a bug: scripts print their message
-(which names the file, line or flag) without a stack trace."""
+"""The one base class of every error that means bad input or a damaged
+file, not a bug. Scripts print its message (which names the file, line or
+flag and the way out) without a stack trace.
 
-from bam_tf.callbacks import NonFiniteLossError
-from bam_tf.config import ConfigError
-from bam_tf.data.examples import DataError
-from bam_tf.data.features import FeatureCacheError
-from bam_tf.encoders import EncoderError
-from bam_tf.families import FamilyError
-from bam_tf.outputs import OutputFileError
-from bam_tf.run import RunError
-from bam_tf.tasks import UnknownTaskError
-from bam_tf.teachers import TeacherError
+A leaf module: it imports nothing, so a script can catch `BamError` without
+loading TensorFlow.
+"""
 
-USER_ERRORS = (ConfigError, DataError, FeatureCacheError, EncoderError,
-               FamilyError, OutputFileError, RunError, UnknownTaskError,
-               TeacherError, NonFiniteLossError)
+
+class BamError(ValueError):
+    """Bad input, a damaged file, or a run that cannot go on; the message
+    says which file or flag and what to do."""

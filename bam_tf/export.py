@@ -14,35 +14,37 @@ import os
 import keras
 import tensorflow as tf
 
-from bam_tf.config import RunConfig
 from bam_tf.data.features import Featurizer
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model import BamModel
+from bam_tf.model_dir import ModelDir
 from bam_tf.run import build_encoder
+from bam_tf.run import load_weights
 from bam_tf.tasks import get_tasks
 
 TASKS_FILE = "bam_tasks.json"
 
 
-class ExportError(ValueError):
+class ExportError(BamError):
     pass
 
 
 def load_trained_model(model_dir, trial=1):
     """(model, tokenizer, config, tasks) of a model folder's trial."""
-    config_path = os.path.join(model_dir, "config.json")
-    weights = os.path.join(model_dir, "checkpoints",
-                           f"trial_{trial}.weights.h5")
-    for path in (config_path, weights):
+    folder = ModelDir(os.path.dirname(os.path.dirname(
+        os.path.abspath(model_dir))), os.path.basename(
+            os.path.normpath(model_dir)))
+    weights = folder.weights_path(trial)
+    for path in (folder.config_path, weights):
         if not os.path.exists(path):
             raise ExportError(f"{path} not found; train the model (trial "
                               f"{trial}) first.")
-    config = RunConfig.from_json(config_path)
+    config = folder.read_config()
     tasks = get_tasks(config.task_names)
     vocabulary = None
     if config.debug:  # the debug vocabulary was learned from the data
-        with open(os.path.join(model_dir, "vocab.txt"),
-                  encoding="utf-8") as f:
+        with open(folder.vocab_path, encoding="utf-8") as f:
             vocabulary = f.read().splitlines()
     encoder = build_encoder(config, vocabulary=vocabulary)
     model = BamModel(encoder.backbone,
@@ -50,7 +52,7 @@ def load_trained_model(model_dir, trial=1):
     dummy = tf.ones([1, 4], tf.int32)
     model({"token_ids": dummy, "segment_ids": dummy * 0,
            "padding_mask": dummy})
-    model.load_weights(weights)
+    load_weights(model, weights)
     return model, encoder.tokenizer, config, tasks
 
 

@@ -13,8 +13,10 @@ import re
 
 import keras_hub
 
+from bam_tf.errors import BamError
 
-class FamilyError(ValueError):
+
+class FamilyError(BamError):
     pass
 
 

@@ -1,4 +1,6 @@
-"""Atomic writes: a reader never sees half a file."""
+"""Atomic writes: a reader never sees half a file, and the file gets the
+permissions a plain `open` would give it (0644 under umask 022), so that a
+team sharing a BAM_DIR can read each other's runs."""
 
 import contextlib
 import json
@@ -6,6 +8,21 @@ import os
 import tempfile
 
 import numpy as np
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux tells it
+    (setting it to read it back would race with other threads' files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -17,6 +34,8 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     fd, tmp = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600) whatever the umask.
+        os.fchmod(fd, 0o666 & ~_umask())
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f

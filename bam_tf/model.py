@@ -230,7 +230,11 @@ class BamModel(keras.Model):
         # keras#20585 (TRAPS.md 2): under MultiWorkerMirroredStrategy Keras
         # reduces logs with strategy.reduce("MEAN", v, axis=0), which fails
         # on scalars; a leading axis of 1 reduces to the scalar mean.
-        if not is_multi_worker(self.distribute_strategy):
+        # With one replica (a single worker) nothing is reduced, and the
+        # callbacks would get the leading axis.
+        strategy = self.distribute_strategy
+        if not is_multi_worker(strategy) or (
+                strategy.num_replicas_in_sync == 1):
             return logs
         return {k: tf.reshape(tf.cast(v, tf.float32), [1])
                 for k, v in logs.items()}

@@ -8,11 +8,12 @@ import zipfile
 
 import numpy as np
 
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_open
 from bam_tf.io_utils import atomic_save_npz
 
 
-class OutputFileError(ValueError):
+class OutputFileError(BamError):
     pass
 
 

@@ -4,23 +4,27 @@ students, and a teacher-against-student table.
 Model names derive from one prefix, so recipes that share a step share its
 model folder (the single-task teachers of `single_to_multi` are the models of
 `single`), and a recipe run again skips every step that finished.
+
+Copies of one recipe command may run at once (on several GPUs or machines
+sharing the BAM_DIR): each takes the trials no other live process holds,
+and a student waits until the teacher trials it learns from are finished.
 """
 
-import json
 import os
+import time
 
 import numpy as np
 from absl import logging
 
+from bam_tf import identity as identity_lib
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
-from bam_tf.config import model_dir
+from bam_tf.config import Runtime
 from bam_tf.config import parse_task_loss_weights
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
-from bam_tf.run import Runtime
-from bam_tf.run import config_differences
+from bam_tf.model_dir import ModelDir
 from bam_tf.run import train_and_evaluate
 
 RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
@@ -63,24 +67,9 @@ def plan(recipe, prefix, task_names):
          {t: _name(prefix, t, "s2m-to-single") for t in task_names})]
 
 
-def _finished(config):
-    """True when the folder holds this configuration with at least the
-    trials asked for."""
-    mdir = model_dir(config)
-    try:
-        with open(os.path.join(mdir, "config.json"), encoding="utf-8") as f:
-            saved = json.load(f)
-        with open(os.path.join(mdir, "results.json"), encoding="utf-8") as f:
-            trials = json.load(f)["trials"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return (not config_differences(saved, config.to_dict())
-            and len(trials) >= config.num_trials)
-
-
-def run_recipe(recipe, prefix, task_names, values, debug=False,
-               strategy=None, verbose=2, runtime=None):
-    """Runs every missing step of a recipe; returns the comparison table.
+def recipe_configs(recipe, prefix, task_names, values, debug=False):
+    """The validated configuration of every step of a recipe, teachers
+    before their students.
 
     Args:
         recipe: one of `RECIPES`.
@@ -103,14 +92,80 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                          "task_loss_weights": weights if kind == "multi"
                          else {}}
         configs.append(RunConfig.from_dict(config_values))
-    for config in configs:  # validate every step before the first trains
-        if _finished(config):
-            logging.info("%s: finished earlier; skipped.", config.model_name)
-            continue
-        logging.info("%s: training (%s).", config.model_name,
-                     ",".join(config.task_names))
-        train_and_evaluate(config, strategy, verbose=verbose,
-                           runtime=runtime or Runtime())
+    return configs
+
+
+def _trials_left(config, runtime):
+    """The trials of `config` this process is asked for that are not yet
+    in its folder's results (whoever is running them)."""
+    folder = ModelDir.of(config)
+    if not folder.exists():
+        return set(runtime.trial_numbers(config.num_trials))
+    saved = folder.read_saved_config()
+    if saved is not None and identity_lib.experiment_differences(
+            saved, config.section("experiment")):
+        return set(runtime.trial_numbers(config.num_trials))
+    return set(runtime.trial_numbers(config.num_trials)) - (
+        folder.finished_trials())
+
+
+def _teachers_ready(config):
+    """Whether every teacher trial `config` learns from is finished."""
+    for _, teacher in config.teachers:
+        folder = ModelDir(config.bam_dir, teacher)
+        if not set(config.teacher_trials) <= folder.finished_trials():
+            return False
+    return True
+
+
+def run_recipe(recipe, prefix, task_names, values, debug=False,
+               strategy=None, verbose=2, runtime=None, poll_secs=30.0):
+    """Runs every missing step of a recipe; returns the comparison table.
+
+    Steps run in order. A step whose remaining trials are all held by
+    other live processes is left to them, and this process goes on to
+    the steps after it that do not learn from it; a student whose teacher
+    trials are not finished waits for them (checking every `poll_secs`),
+    and a teacher trial whose process died is taken over.
+
+    Args: as `recipe_configs`, and the strategy, verbosity and `Runtime`
+        of `train_and_evaluate`.
+    """
+    runtime = runtime or Runtime()
+    configs = recipe_configs(recipe, prefix, task_names, values, debug)
+    for config in configs:  # every step is checked before the first trains
+        runtime.validate(config)
+    pending = list(configs)
+    waited = False
+    while pending:
+        progressed = False
+        for config in list(pending):
+            left = _trials_left(config, runtime)
+            if not left:
+                logging.info("%s: finished%s.", config.model_name,
+                             "" if waited else " earlier; skipped")
+                pending.remove(config)
+                progressed = True
+                continue
+            if not _teachers_ready(config):
+                continue
+            held = ModelDir.of(config).live_claims(
+                runtime.claim_timeout_secs)
+            if left <= set(held):
+                continue  # other processes are on it
+            logging.info("%s: training (%s).", config.model_name,
+                         ",".join(config.task_names))
+            train_and_evaluate(config, strategy, verbose=verbose,
+                               runtime=runtime)
+            progressed = True
+        if pending and not progressed:
+            if not waited:
+                logging.info(
+                    "waiting for other processes to finish %s (checking "
+                    "every %.0f s).", [c.model_name for c in pending],
+                    poll_secs)
+            waited = True
+            time.sleep(poll_secs)
     table = comparison_table(configs)
     base = os.path.join(values["bam_dir"], "comparisons",
                         f"{prefix}_{recipe}")
@@ -139,9 +194,7 @@ def _task_loss_weights(values, runs, recipe):
 
 
 def _median_scores(config):
-    with open(os.path.join(model_dir(config), "results.json"),
-              encoding="utf-8") as f:
-        trials = json.load(f)["trials"]
+    trials = ModelDir.of(config).read_results()["trials"]
     scores = {}
     for task in config.task_names:
         scores[task] = float(np.median(

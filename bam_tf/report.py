@@ -4,7 +4,6 @@ tests over dev examples, Mann-Whitney U over runs, Holm-Bonferroni).
 """
 
 import itertools
-import json
 import math
 import os
 
@@ -12,9 +11,10 @@ import numpy as np
 from scipy import stats
 
 from bam_tf import scoring
-from bam_tf.config import RunConfig
 from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
+from bam_tf.errors import BamError
+from bam_tf.model_dir import ModelDir
 from bam_tf.outputs import predictions_path
 from bam_tf.outputs import read_predictions
 from bam_tf.outputs import text_hashes
@@ -22,7 +22,7 @@ from bam_tf.tasks import get_task
 from bam_tf.tasks import get_tasks
 
 
-class ReportError(ValueError):
+class ReportError(BamError):
     pass
 
 
@@ -146,18 +146,14 @@ def _trials(bam_dir, name):
     and the report's columns should follow the tasks as the user named
     them. A folder without config.json (results copied on their own)
     keeps the file's order."""
-    folder = os.path.join(bam_dir, "models", name)
-    path = os.path.join(folder, "results.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            trials = json.load(f)["trials"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ReportError(f"{path}: cannot read results ({e}).") from None
+    folder = ModelDir(bam_dir, name)
+    if not os.path.exists(folder.results_path):
+        raise ReportError(f"{folder.results_path}: no results file.")
+    trials = folder.read_results()["trials"]
     if not trials:
-        raise ReportError(f"{path}: no finished trials.")
-    config_path = os.path.join(folder, "config.json")
-    if os.path.exists(config_path):
-        order = list(RunConfig.from_json(config_path).task_names)
+        raise ReportError(f"{folder.results_path}: no finished trials.")
+    if os.path.exists(folder.config_path):
+        order = list(folder.read_config().task_names)
         for trial in trials:
             trial["metrics"] = dict(sorted(
                 trial["metrics"].items(),
@@ -219,7 +215,7 @@ def _split_name(task, split):
 
 
 def _predictions_file(bam_dir, folder, task, split, trial_number):
-    return predictions_path(os.path.join(bam_dir, "models", folder),
+    return predictions_path(ModelDir(bam_dir, folder).path,
                             task.name, _split_name(task, split), trial_number)
 
 
@@ -249,8 +245,7 @@ def _split_outputs(bam_dir, name, task, trial_numbers, split):
     Returns:
         (labels, [outputs of each trial, in the order given]).
     """
-    model_dir = os.path.join(bam_dir, "models", name)
-    config = RunConfig.from_json(os.path.join(model_dir, "config.json"))
+    config = ModelDir(bam_dir, name).read_config()
     split_name = _split_name(task, split)
     paths = [_predictions_file(bam_dir, name, task, split, number)
              for number in trial_numbers]

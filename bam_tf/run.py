@@ -1,14 +1,18 @@
 """train_and_evaluate(config): one model folder, `num_trials` seeds, every
-output of the contract (BAM_SPEC.md section 3)."""
+output of the contract (BAM_SPEC.md section 3).
 
-import dataclasses
-import json
+Any number of processes may run the same command on one folder, on one
+machine or many: each trial is claimed by one process before it starts
+(`bam_tf.locking`), and results.json is merged under the folder's lock, so
+the trials are shared out and each is trained once.
+"""
+
+import glob
 import math
 import os
 import shutil
 import tempfile
 import weakref
-from typing import Optional
 
 import keras
 import numpy as np
@@ -17,6 +21,7 @@ from absl import logging
 
 from bam_tf import config as config_lib
 from bam_tf import encoders
+from bam_tf import identity as identity_lib
 from bam_tf import outputs as outputs_lib
 from bam_tf import scoring
 from bam_tf.callbacks import EpochLosses
@@ -32,14 +37,21 @@ from bam_tf.data.loading import load_split
 from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
-from bam_tf.io_utils import atomic_write_json
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.locking import Claim
 from bam_tf.model import BamModel
+from bam_tf.model_dir import ModelDir
+from bam_tf.model_dir import ModelDirError
 from bam_tf.optimization import build_optimizer
 from bam_tf.tasks import get_tasks
 from bam_tf.teachers import teacher_targets
 
-class RunError(ValueError):
+# How a run is carried out; defined with the configuration.
+Runtime = config_lib.Runtime
+
+
+class RunError(BamError):
     pass
 
 
@@ -99,16 +111,17 @@ _ENCODER_FIELDS = ("pretrained_model", "debug", "debug_hidden_size",
 def _warn_if_other_encoder(config, teacher_model):
     """Born-again students share their teachers' architecture (paper
     section 3); another encoder is allowed, but said."""
-    path = os.path.join(config.bam_dir, "models", teacher_model,
-                        "config.json")
     try:
-        with open(path, encoding="utf-8") as f:
-            teacher = json.load(f)
-    except (OSError, ValueError):
+        teacher = ModelDir(config.bam_dir, teacher_model).read_saved_config()
+    except ModelDirError:
+        return
+    if teacher is None:
         return
     mine = (config.debug, config.pretrained_model)
     theirs = (teacher.get("debug"), teacher.get("pretrained_model"))
-    if mine != theirs:
+    if mine[0] != theirs[0] or (not mine[0] and os.path.basename(
+            str(mine[1]).rstrip("/")) != os.path.basename(
+                str(theirs[1]).rstrip("/"))):
         logging.warning(
             "Teacher %s was trained from encoder %s, the student %s uses %s: "
             "not born-again distillation (same architecture) but "
@@ -117,24 +130,28 @@ def _warn_if_other_encoder(config, teacher_model):
             "debug" if mine[0] else mine[1])
 
 
-def _source_dir(config):
-    return os.path.join(config.bam_dir, "models", config.init_from_model)
+def _source(config):
+    return ModelDir(config.bam_dir, config.init_from_model)
 
 
 def _check_init_source(config):
-    """A run continued from another one needs its very encoder."""
-    source_dir = _source_dir(config)
-    path = os.path.join(source_dir, "config.json")
-    if not os.path.exists(path):
-        raise RunError(f"--init_from_model: {path} not found.")
-    source = config_lib.RunConfig.from_json(path)
-    differ = [f for f in _ENCODER_FIELDS
-              if getattr(source, f) != getattr(config, f)]
+    """A run continued from another one needs its very encoder. Returns
+    the fingerprint of the weights it starts from (part of the run's
+    identity)."""
+    source = _source(config)
+    if source.read_saved_config() is None:
+        raise RunError(f"--init_from_model: {source.config_path} not found.")
+    source_config = source.read_config()
+    differ = [f for f in _ENCODER_FIELDS if f != "pretrained_model"
+              and getattr(source_config, f) != getattr(config, f)]
     if differ:
         raise RunError(
             f"--init_from_model={config.init_from_model}: its encoder "
             f"differs in {differ}; fine-tuning needs the same encoder.")
-    return source
+    weights = source.weights_path(config.init_from_trial)
+    if not os.path.exists(weights):
+        raise RunError(f"--init_from_model: {weights} not found.")
+    return identity_lib.file_fingerprint(weights)
 
 
 def build_encoder(config, seed=1, texts=(), vocabulary=None):
@@ -158,88 +175,103 @@ def _encoder(config, data, seed):
     if config.debug and config.init_from_model:
         # The debug vocabulary is learned from the data: take the one the
         # source model was trained with.
-        with open(os.path.join(_source_dir(config), "vocab.txt"),
-                  encoding="utf-8") as f:
+        with open(_source(config).vocab_path, encoding="utf-8") as f:
             vocabulary = f.read().splitlines()
     return build_encoder(config, seed, data.vocabulary_texts(), vocabulary)
 
 
-def _as_read_now(saved):
-    """A saved configuration as this version reads it: keys added since it
-    was written take their defaults, which keep the earlier behaviour, so
-    a folder written before a new option stays the same run. One this
-    version cannot read is compared as it is (its odd keys then differ)."""
-    try:
-        return config_lib.RunConfig.from_dict(saved).to_dict()
-    except (TypeError, ValueError):  # ConfigError is a ValueError
+def _encoder_fingerprint(config, pretrained_model=None):
+    """The identity's encoder: a pretrained one is loaded to hash its
+    weights and tokenizer (so a moved or re-saved copy is the same run)."""
+    if config.debug:
+        return identity_lib.debug_encoder_fingerprint(config)
+    encoder = encoders.load_encoder(pretrained_model or
+                                    config.pretrained_model, config.bam_dir)
+    return identity_lib.encoder_fingerprint(encoder)
+
+
+def check_identity(folder, config, identity):
+    """Raises RunError when `folder` holds a run of another identity
+    (`bam_tf.identity`): what decides the numbers differs. Paths, output
+    settings and the runtime may differ. Call under the folder's lock."""
+    saved = folder.read_identity()
+    if saved is None:
+        legacy = folder.read_saved_config()
+        if legacy is None:
+            return
+        saved = _legacy_identity(folder, legacy, config, identity)
+    differ = identity_lib.differences(saved, identity)
+    if identity["encoder"] is None:  # checked without the run's inputs
+        differ = [d for d in differ if d.startswith("experiment.")]
+    if not differ:
+        return
+    old = identity_lib.experiment_as_read_now(saved.get("experiment", {}))
+    new = identity_lib.experiment_as_read_now(identity["experiment"])
+    shown = [f"{d} (saved {old[d[11:]]!r}, now {new[d[11:]]!r})"
+             if d.startswith("experiment.") else d for d in differ]
+    raise RunError(
+        f"{folder.path} holds a run with another identity: it differs in "
+        f"{', '.join(shown)}. Pick a new --model_name, or pass --overwrite "
+        "to replace the folder.")
+
+
+def _legacy_identity(folder, saved_config, config, identity):
+    """A folder written before identity.json: its experiment from
+    config.json; its encoder by path (by fingerprint where the saved path
+    still exists); data and teachers were not recorded, so they are taken
+    as they are now."""
+    saved = dict(identity, experiment=config_lib.migrate(saved_config))
+    path = saved_config.get("pretrained_model")
+    if config.debug or path == config.pretrained_model:
         return saved
+    if path and os.path.isdir(path):
+        saved["encoder"] = _encoder_fingerprint(config, path)
+    else:
+        logging.warning(
+            "%s was written before runs recorded their encoder's "
+            "fingerprint; it used %s, this run uses %s: taken as the same "
+            "encoder (from now on its fingerprint is recorded).",
+            folder.path, path, config.pretrained_model)
+    return saved
 
 
-def config_differences(saved, current):
-    """The keys in which two saved configurations (dicts) differ, except
-    num_trials: a folder's trials are added to (or only some of them asked
-    for) without it becoming another run."""
-    saved, current = _as_read_now(saved), _as_read_now(current)
-    return sorted(k for k in set(saved) | set(current)
-                  if k != "num_trials" and saved.get(k) != current.get(k))
+def check_model_dir(config, overwrite=False, identity=None, runtime=None):
+    """Claims `config`'s folder for its identity: an error if the folder
+    holds another one; otherwise writes identity.json (once), config.json
+    (the newest settings, with the folder's largest num_trials) and this
+    start's line in runs.json. Returns the ModelDir."""
+    folder = ModelDir.of(config)
+    runtime = runtime or Runtime()
+    if overwrite:
+        _overwrite(folder, runtime)
+    if identity is None:  # without data: the experiment alone
+        identity = {"experiment": config.section("experiment"),
+                    "encoder": None, "data": {}, "teachers": {},
+                    "init": None}
+    trials = runtime.trial_numbers(config.num_trials)
+    with folder.lock():
+        check_identity(folder, config, identity)
+        saved = folder.read_saved_config() or {}
+        num_trials = max([config.num_trials, max(trials),
+                          saved.get("num_trials", 1)]
+                         + list(folder.finished_trials()))
+        if identity["encoder"] is not None and (
+                folder.read_identity() is None):
+            folder.write_identity(identity)
+        folder.write_config(config.replace(num_trials=num_trials))
+        folder.record_start(config, runtime, trials)
+    return folder
 
 
-def check_model_dir(config, overwrite=False):
-    """A model folder holds one configuration: a different one under the same
-    name is an error, never a silent mix."""
-    mdir = config_lib.model_dir(config)
-    path = os.path.join(mdir, "config.json")
-    current = config.to_dict()
-    if os.path.exists(path) and not overwrite:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        differ = config_differences(saved, current)
-        if differ:
-            raise RunError(
-                f"{mdir} holds a run with another configuration (differs in "
-                f"{differ}); pick a new --model_name or pass --overwrite.")
-        # Asking for fewer trials than the folder was run with keeps the
-        # saved count: the folder's trials beyond this run's stay its own.
-        current["num_trials"] = max(current["num_trials"],
-                                    saved.get("num_trials", 1))
-    if overwrite and os.path.isdir(mdir):
-        shutil.rmtree(mdir)
-    os.makedirs(mdir, exist_ok=True)
-    atomic_write_json(path, current)
-    return mdir
-
-
-def load_results(mdir):
-    path = os.path.join(mdir, "results.json")
-    if not os.path.exists(path):
-        return {"trials": []}
-    try:
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: unreadable results file ({e}).") from None
-    if not isinstance(results, dict) or not isinstance(
-            results.get("trials"), list):
-        raise RunError(f"{path}: expected {{\"trials\": [...]}}.")
-    return results
-
-
-def write_results(mdir, results):
-    atomic_write_json(os.path.join(mdir, "results.json"), results)
-    atomic_write_text(os.path.join(mdir, "results.txt"),
-                      format_results(results))
-
-
-def format_results(results):
-    lines = []
-    for trial in results["trials"]:
-        lines.append(f"trial {trial['trial']} (seed {trial['seed']}): "
-                     f"avg {trial['avg']:.2f}")
-        for task, metrics in sorted(trial["metrics"].items()):
-            shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
-                metrics.items()))
-            lines.append(f"  {task}: {shown}")
-    return "\n".join(lines) + "\n"
+def _overwrite(folder, runtime):
+    held = folder.live_claims(runtime.claim_timeout_secs)
+    if held:
+        trial, holder = next(iter(held.items()))
+        raise RunError(
+            f"--overwrite: {folder.path} is in use: trial {trial} is being "
+            f"run by host {holder.get('host')!r}, pid {holder.get('pid')}. "
+            "Stop it first.")
+    folder.remove()
 
 
 def predict_split(model, task, task_id, features, config, label_slots):
@@ -341,76 +373,69 @@ def _output_splits(data, config, trial):
     return splits
 
 
-def write_outputs(data, mdir, trial, predictions, splits):
+def write_outputs(data, folder, trial, predictions, splits):
     """Prediction files and GLUE submission files of `splits`."""
     for task_id, split in splits:
         task = data.tasks[task_id]
         examples, _ = _split_data(data, task_id, split)
         eids, outputs = predictions[(task.name, split)]
         outputs_lib.write_predictions(
-            outputs_lib.predictions_path(mdir, task.name, split, trial),
+            outputs_lib.predictions_path(folder.path, task.name, split,
+                                         trial),
             task, examples, eids, outputs)
         if split in task.submission_files:
             outputs_lib.write_glue_submission(
-                os.path.join(mdir, "outputs", "glue", str(trial),
-                             task.submission_files[split]),
+                folder.glue_submission_path(
+                    trial, task.submission_files[split]),
                 task, eids, outputs)
 
 
 def _init_from_model(model, config, backbone, build_batch):
     """Table 3: start from another run's trained weights (backbone and the
     heads of tasks both runs share)."""
-    weights = os.path.join(_source_dir(config), "checkpoints",
-                           f"trial_{config.init_from_trial}.weights.h5")
-    if not os.path.exists(weights):
-        raise RunError(f"--init_from_model: {weights} not found.")
-    source_config = _check_init_source(config)
-    source_tasks = get_tasks(source_config.task_names)
+    folder = _source(config)
+    weights = folder.weights_path(config.init_from_trial)
+    source_tasks = get_tasks(folder.read_config().task_names)
     source = BamModel(
         backbone.__class__.from_config(backbone.get_config()),
         [(t.name, t.num_labels, t.is_regression) for t in source_tasks])
     source(build_batch)
-    source.load_weights(weights)
+    load_weights(source, weights)
     model.backbone.set_weights(source.backbone.get_weights())
     for name in model.heads:
         if name in source.heads:
             model.heads[name].set_weights(source.heads[name].get_weights())
 
 
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """How a run is carried out, not what it computes (so not part of the
-    saved configuration): checkpoint frequency, XLA, micro-batches.
-
-    Attributes:
-        save_checkpoints_steps: checkpoint every N steps; None: by time.
-        save_checkpoints_secs: checkpoint every so many seconds.
-        micro_batch_size: examples each replica runs through the network at
-            once, gradients summed over its batch before the one update
-            (`BamModel`); None: the whole batch. Memory, not the
-            experiment: the batches, updates and steps stay those of
-            `train_batch_size` (the sums' order and dropout masks differ).
-    """
-
-    save_checkpoints_steps: Optional[int] = None
-    save_checkpoints_secs: float = 300.0
-    # XLA compiles one program per input shape: pair it with
-    # padding "buckets" or "max_length". Slower on CPUs (TRAPS.md 3).
-    jit_compile: bool = False
-    micro_batch_size: Optional[int] = None
+def load_weights(model, path):
+    """`model.load_weights(path)`, a damaged or foreign file named."""
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise RunError(
+            f"{path}: unreadable or foreign weights file "
+            f"({type(e).__name__}: {e}). Retrain that trial: delete the "
+            "file and the trial's entry in results.json, then run the same "
+            "command again.") from None
 
 
 def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
                        runtime=Runtime()):
-    """Trains and scores `config.num_trials` models; writes the model folder.
+    """Trains and scores the trials of `config` that are neither finished
+    nor held by another live process; writes the model folder.
 
     Finished trials (in results.json) are kept, not redone; an unfinished
-    trial resumes from its last checkpoint (weights, optimizer state, step,
-    and so the position in the data stream).
+    trial resumes from its newest readable checkpoint (weights, optimizer
+    state, step, and so the position in the data stream). `runtime.trials`
+    limits this process to some trial numbers. Several processes running
+    this on one folder share its trials out: each trial is claimed before
+    it starts, and a trial another live process holds is skipped.
 
     Returns:
-        The results dict, as written to results.json.
+        The folder's results dict, as in results.json (with the trials
+        every process has finished so far).
     """
+    runtime.validate(config)
     strategy = strategy or tf.distribute.get_strategy()
     if isinstance(strategy, tf.distribute.TPUStrategy) and (
             config.padding != "max_length"):
@@ -418,28 +443,58 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
                        "--padding=max_length.")
     _check_micro_batch_size(config, strategy, runtime)
     tasks = get_tasks(config.task_names)
-    if config.init_from_model:
-        _check_init_source(config)
+    init_print = _check_init_source(config) if config.init_from_model else (
+        None)
     if not is_chief(strategy):
         return _run_worker(config, tasks, strategy, runtime)
-    mdir = check_model_dir(config, overwrite)
+    # Every input is read and checked before the folder is written to.
     data = RunData(config, tasks)
-    results = load_results(mdir)
-    done = {t["trial"] for t in results["trials"]}
-    for trial in range(1, config.num_trials + 1):
-        if trial in done:
-            logging.info("trial %d already finished; kept.", trial)
+    identity = identity_lib.build_identity(
+        config, data, _encoder_fingerprint(config), init_print)
+    folder = check_model_dir(config, overwrite, identity=identity,
+                             runtime=runtime)
+    held = {}
+    for trial in runtime.trial_numbers(config.num_trials):
+        with folder.lock():
+            if trial in folder.finished_trials():
+                logging.info("trial %d already finished; kept.", trial)
+                continue
+            claim = folder.take_claim(trial, runtime.claim_timeout_secs)
+        if claim is None:
+            if is_multi_worker(strategy):
+                # The other workers train every trial the chief does, in
+                # step: the chief cannot skip one alone.
+                raise RunError(
+                    f"trial {trial} of {folder.path} is being run by another "
+                    "process; a multi-worker cluster cannot skip it. Give "
+                    "the cluster its own trials with --trials.")
+            held[trial] = Claim.holder(folder.claim_path(trial)) or {}
+            logging.info("trial %d is being run by host %r, pid %s; "
+                         "skipped.", trial, held[trial].get("host"),
+                         held[trial].get("pid"))
             continue
-        seed = _trial_seed(config, trial)
-        record = _run_trial(config, data, mdir, trial, seed, strategy,
-                            runtime, verbose)
-        results["trials"] = sorted(results["trials"] + [record],
-                                   key=lambda t: t["trial"])
-        write_results(mdir, results)
+        try:
+            with claim.heartbeat(runtime.heartbeat_secs):
+                record = _run_trial(config, data, folder, trial,
+                                    _trial_seed(config, trial), strategy,
+                                    runtime, verbose, claim=claim)
+        except BaseException:
+            # Free for the next command at once (its checkpoints stay).
+            with folder.lock():
+                claim.release()
+            raise
+        with folder.lock():
+            claim.check()
+            folder.merge_results([record])
+            claim.release()
         # The trial's record is safe: its training checkpoints can go.
-        shutil.rmtree(os.path.join(mdir, "checkpoints", f"trial_{trial}"),
-                      ignore_errors=True)
-    return results
+        shutil.rmtree(folder.checkpoints_dir(trial), ignore_errors=True)
+    if held:
+        logging.warning(
+            "%s: trials %s are still being run by other processes; "
+            "results.json gets them when they finish.", folder.path,
+            sorted(held))
+    return folder.read_results()
 
 
 def _check_micro_batch_size(config, strategy, runtime):
@@ -462,14 +517,14 @@ def _run_worker(config, tasks, strategy, runtime):
     """A non-chief worker: trains each trial the chief trains, in step with
     it, and writes only to a scratch folder (saving takes every worker, as
     checkpoints may need collective reads)."""
-    mdir = config_lib.model_dir(config)
-    done = {t["trial"] for t in load_results(mdir)["trials"]}
+    folder = ModelDir.of(config)
+    done = folder.finished_trials()
     data = RunData(config, tasks)
     scratch = tempfile.mkdtemp(prefix="bam_tf_worker_")
     try:
-        for trial in range(1, config.num_trials + 1):
+        for trial in runtime.trial_numbers(config.num_trials):
             if trial not in done:
-                _run_trial(config, data, mdir, trial,
+                _run_trial(config, data, folder, trial,
                            _trial_seed(config, trial), strategy, runtime,
                            verbose=0, scratch=scratch)
     finally:
@@ -477,11 +532,87 @@ def _run_worker(config, tasks, strategy, runtime):
     return None
 
 
-def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
-               scratch=None):
+class _StopIfClaimLost(keras.callbacks.Callback):
+    """Stops training as soon as the heartbeat finds the trial taken over
+    (this process was paused past the claim timeout): two processes must
+    never write one trial's checkpoints."""
+
+    def __init__(self, claim):
+        super().__init__()
+        self.claim = claim
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.claim.lost:
+            self.claim.check()
+
+
+def _unreadable(path):
+    """Why the checkpoint at `path` cannot be restored, or None: every
+    tensor is read, so a truncated data file is found before any variable
+    is overwritten."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    # The reader is a C++ binding: a short file surfaces as any of these.
+    except (tf.errors.OpError, ValueError, OSError, IndexError, KeyError,
+            RuntimeError) as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0]}"
+    return None
+
+
+def _checkpoints_newest_first(directory):
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        paths = list(state.all_model_checkpoint_paths) if state else []
+    except (tf.errors.OpError, ValueError) as e:  # a damaged index file
+        logging.warning("%s: unreadable checkpoint list (%s); looking for "
+                        "checkpoint files instead.",
+                        os.path.join(directory, "checkpoint"), e)
+        os.remove(os.path.join(directory, "checkpoint"))
+        paths = []
+    if not paths:
+        paths = [p[:-len(".index")] for p in glob.glob(
+            os.path.join(directory, "ckpt-*.index"))]
+    number = lambda p: int(p.rsplit("-", 1)[1]) if p.rsplit(
+        "-", 1)[1].isdigit() else -1
+    return sorted(paths, key=number, reverse=True)
+
+
+def restore_newest_readable(checkpoint, directory, trial):
+    """Restores the newest checkpoint of `directory` that reads back whole;
+    a damaged newer one is skipped with a warning naming it. Returns the
+    path restored, or None (none, or none readable: the trial starts
+    again, and ends as an uninterrupted one would)."""
+    paths = _checkpoints_newest_first(directory)
+    for path in paths:
+        problem = _unreadable(path)
+        if problem:
+            logging.warning("trial %d: checkpoint %s is damaged (%s); "
+                            "trying the one before it.", trial, path,
+                            problem)
+            continue
+        try:
+            checkpoint.restore(path).assert_consumed()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise RunError(
+                f"{path}: the checkpoint does not fit this run's model "
+                f"({type(e).__name__}: {str(e).splitlines()[0]}). Delete "
+                f"{directory} to start trial {trial} again.") from None
+        return path
+    if paths:
+        logging.warning("trial %d: no readable checkpoint in %s; the trial "
+                        "starts again from step 0.", trial, directory)
+    return None
+
+
+def _run_trial(config, data, folder, trial, seed, strategy, runtime,
+               verbose, scratch=None, claim=None):
     """Trains and scores one trial; returns its record. With `scratch`
     (a non-chief worker), only trains: it reads the chief's checkpoints and
-    writes its own to `scratch`."""
+    writes its own to `scratch`. `claim` (the chief's hold on the trial) is
+    checked before anything lasting is written."""
+    check_claim = claim.check if claim else (lambda: None)
     keras.utils.set_random_seed(seed)
     # Every variable, the encoder's too, must be made under the strategy's
     # scope to be mirrored (and to get its optimizer slots beside it).
@@ -494,7 +625,7 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
     if data.train_features is None:
         data.featurize(encoder.tokenizer)
     if scratch is None:
-        atomic_write_text(os.path.join(mdir, "vocab.txt"), "\n".join(
+        atomic_write_text(folder.vocab_path, "\n".join(
             encoder.tokenizer.get_vocabulary()) + "\n")
     train_ds, probabilities = pipeline.train_dataset(
         data.tasks, data.train_features, config.train_batch_size, seed,
@@ -535,7 +666,7 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
                 config.warmup_proportion, config.weight_decay_rate,
                 config.lr_decay, config.clip_norm,
                 jit_update=config.padding != "longest"),
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=runtime.steps_per_execution,
             jit_compile=runtime.jit_compile)
         # Built now so that a checkpoint can restore its slots.
         model.optimizer.build(model.trainable_variables)
@@ -545,38 +676,41 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
                    if v.name == "seed_generator_state"]
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                      seed_states=seed_states)
-    checkpoints = os.path.join(mdir, "checkpoints", f"trial_{trial}")
+    checkpoints = folder.checkpoints_dir(trial)
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(scratch, f"trial_{trial}") if scratch
         else checkpoints, max_to_keep=2)
     losses = EpochLosses(manager.directory, epoch_steps, total_steps)
 
     def save(step):
+        check_claim()
         losses.save(step)
         manager.save(checkpoint_number=step)
         losses.prune(int(path.rsplit("-", 1)[1])
                      for path in manager.checkpoints)
 
-    latest = tf.train.latest_checkpoint(checkpoints)
     start_step = 0
-    if latest:
-        checkpoint.restore(latest).assert_consumed()
-        start_step = int(model.optimizer.iterations.numpy())
-        logging.info("trial %d: resumed at step %d of %d from %s", trial,
-                     start_step, total_steps, latest)
-        if scratch is None and not losses.restore(start_step):
-            logging.warning(
-                "trial %d: no loss sums were saved with %s; the mean "
-                "training loss of the epochs before it is unknown (None).",
-                trial, latest)
+    if os.path.isdir(checkpoints):
+        latest = restore_newest_readable(checkpoint, checkpoints, trial)
+        if latest:
+            start_step = int(model.optimizer.iterations.numpy())
+            logging.info("trial %d: resumed at step %d of %d from %s",
+                         trial, start_step, total_steps, latest)
+            if scratch is None and not losses.restore(start_step):
+                logging.warning(
+                    "trial %d: no loss sums were saved with %s; the mean "
+                    "training loss of the epochs before it is unknown "
+                    "(None).", trial, latest)
     if start_step < total_steps:
-        _fit(model, data, config, train_ds, scratch or mdir, trial, save,
-             losses, start_step, total_steps, epoch_steps, runtime, verbose,
-             score_epochs=scratch is None)
+        extra = [_StopIfClaimLost(claim)] if claim else []
+        _fit(model, data, config, train_ds, scratch or folder.path, trial,
+             save, losses, start_step, total_steps, epoch_steps, runtime,
+             verbose, score_epochs=scratch is None, extra_callbacks=extra)
         save(total_steps)
     if scratch:
         return None
-    weights = os.path.join(mdir, "checkpoints", f"trial_{trial}.weights.h5")
+    check_claim()
+    weights = folder.weights_path(trial)
     tmp = weights[:-len(".weights.h5")] + ".tmp.weights.h5"
     model.save_weights(tmp)
     os.replace(tmp, weights)
@@ -585,7 +719,8 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
     predictions = predict_splits(
         model, data, config, dev + [s for s in splits if s not in dev])
     scores, avg = evaluate(model, data, config, predictions)
-    write_outputs(data, mdir, trial, predictions, splits)
+    check_claim()
+    write_outputs(data, folder, trial, predictions, splits)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
             "steps": total_steps, "train_loss": losses.means()}
@@ -593,7 +728,7 @@ def _run_trial(config, data, mdir, trial, seed, strategy, runtime, verbose,
 
 def _fit(model, data, config, train_ds, mdir, trial, save, losses,
          start_step, total_steps, epoch_steps, runtime, verbose,
-         score_epochs=True):
+         score_epochs=True, extra_callbacks=()):
     """Trains from `start_step` to `total_steps`, calling `save(step)` for
     checkpoints; `losses` (an EpochLosses) counts the training loss."""
     log_dir = os.path.join(mdir, "logs", f"trial_{trial}")
@@ -609,7 +744,7 @@ def _fit(model, data, config, train_ds, mdir, trial, save, losses,
                  StopAtStep(total_steps),
                  PeriodicCheckpoint(save, every_steps,
                                     runtime.save_checkpoints_secs),
-                 tensorboard]
+                 tensorboard, *extra_callbacks]
     num_epochs = math.ceil(total_steps / epoch_steps)
     epoch, done = divmod(start_step, epoch_steps)
     # `fit`'s epochs have one length; a run resumed mid-epoch first

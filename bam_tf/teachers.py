@@ -5,13 +5,15 @@ import os
 
 import numpy as np
 
+from bam_tf.errors import BamError
+from bam_tf.model_dir import ModelDir
 from bam_tf.outputs import OutputFileError
 from bam_tf.outputs import predictions_path
 from bam_tf.outputs import read_predictions
 from bam_tf.outputs import text_hashes
 
 
-class TeacherError(ValueError):
+class TeacherError(BamError):
     pass
 
 
@@ -24,7 +26,7 @@ def teacher_targets(bam_dir, teacher_model, task, examples, trials=(1,)):
     label set, regression against classification, other texts under the
     same ids (a file made from other data).
     """
-    model_dir = os.path.join(bam_dir, "models", teacher_model)
+    model_dir = ModelDir(bam_dir, teacher_model).path
     if not os.path.isdir(model_dir):
         raise TeacherError(
             f"Teacher {teacher_model!r} for task {task.name!r}: no model "

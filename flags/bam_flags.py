@@ -1,18 +1,21 @@
 """absl flags: one per `RunConfig` field (names follow the original BAM's
-config fields), plus run-time choices. Every flag is optional; a flag the
-user did not set leaves the configuration's default, or the named preset's
-value, in place."""
+config fields), plus the `Runtime`'s (how the run is carried out). Every
+flag is optional; a flag the user did not set leaves the configuration's
+default, or the named preset's value, in place."""
 
 import dataclasses
 import importlib.util
 import os
+import shlex
 import typing
 
 from absl import flags
 
 from bam_tf.config import PRESETS
+from bam_tf.config import STRATEGIES
 from bam_tf.config import RunConfig
-from bam_tf.distribute import STRATEGIES
+from bam_tf.config import Runtime
+from bam_tf.config import parse_trials
 
 _HELP = {
     "model_name": "Folder under BAM_DIR/models for this run's outputs.",
@@ -79,6 +82,19 @@ def define_flags():
                          "XLA-compile the training step (one program per "
                          "shape: use with --padding=buckets or "
                          "max_length).")
+    flags.DEFINE_integer("steps_per_execution", 1,
+                         "Training steps per call into the device (the "
+                         "original's iterations_per_loop).")
+    flags.DEFINE_string("trials", None,
+                        "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
+                        "(default: every unfinished trial of "
+                        "1..num_trials that no live process holds). Copies "
+                        "of one command on many GPUs or machines share the "
+                        "trials out either way.")
+    flags.DEFINE_float("claim_timeout_secs", 600.0,
+                       "A trial claimed by a process on another host whose "
+                       "heartbeat is older than this is taken over (on the "
+                       "same host: as soon as that process is gone).")
     flags.DEFINE_integer("micro_batch_size", None,
                          "Gradient accumulation, for memory: each replica "
                          "runs its share of a training batch through the "
@@ -91,13 +107,62 @@ def define_flags():
 
 def runtime(flag_values=None):
     """How to carry the run out: not part of the saved configuration."""
-    from bam_tf.run import Runtime
     flag_values = flag_values or flags.FLAGS
     return Runtime(
+        strategy=flag_values.strategy, tpu=flag_values.tpu,
         save_checkpoints_steps=flag_values.save_checkpoints_steps,
         save_checkpoints_secs=flag_values.save_checkpoints_secs,
         jit_compile=flag_values.jit_compile,
-        micro_batch_size=flag_values.micro_batch_size)
+        micro_batch_size=flag_values.micro_batch_size,
+        steps_per_execution=flag_values.steps_per_execution,
+        trials=(parse_trials(flag_values.trials)
+                if flag_values.trials else None),
+        claim_timeout_secs=flag_values.claim_timeout_secs)
+
+
+# Runtime fields that a printed command carries over (the trials are set
+# per line).
+_RUNTIME_FLAGS = ("strategy", "tpu", "save_checkpoints_steps",
+                  "save_checkpoints_secs", "jit_compile", "micro_batch_size",
+                  "steps_per_execution", "claim_timeout_secs")
+
+
+def _flag_text(name, value):
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, dict):
+        value = ",".join(f"{k}:{v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return f"--{name}={value}"
+
+
+def command_line(config, run_time=None, trial=None,
+                 script="scripts/run_classifier.py", task_modules=()):
+    """The run_classifier.py command that runs `config` (and `trial`
+    alone): every field that differs from its default, so no preset or
+    flagfile is needed to read it."""
+    run_time = run_time or Runtime()
+    words = ["python", script]
+    defaults = RunConfig.__dataclass_fields__
+    for name, value in config.to_dict().items():
+        default = defaults[name].default
+        if isinstance(default, tuple):
+            default = list(default)
+        if name in ("model_name", "bam_dir", "task_names") or (
+                value is not None and value != default
+                and value not in ({}, [])):
+            words.append(_flag_text(name, value))
+    for name in _RUNTIME_FLAGS:
+        value = getattr(run_time, name)
+        if value is not None and value != Runtime.__dataclass_fields__[
+                name].default:
+            words.append(_flag_text(name, value))
+    if task_modules:
+        words.append(_flag_text("task_modules", list(task_modules)))
+    if trial is not None:
+        words.append(f"--trials={trial}")
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def define_task_modules_flag():

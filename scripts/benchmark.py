@@ -38,7 +38,7 @@ from absl import flags
 from bam_tf import benchmark
 from bam_tf import encoders
 from bam_tf.data.pipeline import bucket_boundaries
-from bam_tf.errors import USER_ERRORS
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
@@ -99,7 +99,7 @@ def main(argv):
              else [])
     try:
         tasks, examples, encoder, features = benchmark.load_inputs(**inputs)
-    except USER_ERRORS as e:
+    except BamError as e:
         sys.exit(f"error: {e}")
     total = sum(len(f) for f in features)
     steps = FLAGS.steps or max(1, total // FLAGS.batch_size)

@@ -6,7 +6,11 @@ their targets, trains the student(s) and prints teachers against students.
 
 Takes the same flags as run_classifier.py; --model_name is the prefix of
 every model the recipe trains. Steps that finished are skipped, so running
-the command again after a crash goes on where it stopped.
+the command again after a crash goes on where it stopped. Copies of the
+command running at once (several GPUs or machines sharing DIR) share the
+trials out; a student waits for the teacher trials it learns from.
+--print_commands prints one run_classifier.py command per trial instead,
+teachers first, for a scheduler.
 """
 
 import sys
@@ -16,14 +20,24 @@ from absl import app
 from absl import flags
 
 from bam_tf.distribute import get_strategy
-from bam_tf.errors import USER_ERRORS
+from bam_tf.errors import BamError
 from bam_tf.recipes import RECIPES
 from bam_tf.recipes import format_table
+from bam_tf.recipes import recipe_configs
 from bam_tf.recipes import run_recipe
 from flags import bam_flags
 
 bam_flags.define_flags()
 flags.DEFINE_enum("recipe", "single_to_multi", RECIPES, "Which recipe.")
+flags.DEFINE_boolean(
+    "print_commands", False,
+    "Print the recipe as run_classifier.py commands, one line per trial in "
+    "dependency order (every teacher trial before the students), and exit: "
+    "for a scheduler (Slurm dependencies, a job list).")
+flags.DEFINE_float(
+    "wait_secs", 30.0,
+    "How often a copy of the command that waits for other processes (a "
+    "student for its teachers' trials) looks again.")
 FLAGS = flags.FLAGS
 
 # Set per step by the recipe, never by the user.
@@ -44,13 +58,25 @@ def main(argv):
     values = {k: v for k, v in bam_flags.config_values().items()
               if k not in _RECIPE_OWNED}
     try:
+        runtime = bam_flags.runtime()
+        args = (FLAGS.recipe, FLAGS.model_name, FLAGS.task_names.split(","),
+                values)
+        if FLAGS.print_commands:
+            for config in recipe_configs(*args, debug=bool(FLAGS.debug)):
+                runtime.validate(config)
+                for trial in runtime.trial_numbers(config.num_trials):
+                    print(bam_flags.command_line(
+                        config, runtime, trial,
+                        task_modules=FLAGS.task_modules))
+            return
+        for config in recipe_configs(*args, debug=bool(FLAGS.debug)):
+            runtime.validate(config)  # before any device is touched
         table = run_recipe(
-            FLAGS.recipe, FLAGS.model_name, FLAGS.task_names.split(","),
-            values, debug=bool(FLAGS.debug),
-            strategy=get_strategy(FLAGS.strategy, FLAGS.tpu),
-            runtime=bam_flags.runtime(),
-            verbose=1 if sys.stdout.isatty() else 2)
-    except USER_ERRORS as e:
+            *args, debug=bool(FLAGS.debug),
+            strategy=get_strategy(runtime.strategy, runtime.tpu),
+            runtime=runtime, verbose=1 if sys.stdout.isatty() else 2,
+            poll_secs=FLAGS.wait_secs)
+    except BamError as e:
         sys.exit(f"error: {e}")
     print(f"\n{FLAGS.recipe}: dev scores, median over trials\n")
     print(format_table(table))

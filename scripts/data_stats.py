@@ -14,7 +14,7 @@ from absl import flags
 
 from bam_tf.data.stats import data_statistics
 from bam_tf.data.stats import format_statistics
-from bam_tf.errors import USER_ERRORS
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_tasks
 from flags import bam_flags
@@ -57,7 +57,7 @@ def main(argv):
             tasks, FLAGS.glue_dir, FLAGS.data_source, tokenizer,
             FLAGS.max_seq_length, FLAGS.task_weight_exponent,
             FLAGS.double_unordered)
-    except USER_ERRORS as e:
+    except BamError as e:
         sys.exit(f"error: {e}")
     print(format_statistics(stats), end="")
     if FLAGS.output_json:

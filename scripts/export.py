@@ -14,8 +14,7 @@ import _bootstrap  # noqa: F401
 from absl import app
 from absl import flags
 
-from bam_tf.errors import USER_ERRORS
-from bam_tf.export import ExportError
+from bam_tf.errors import BamError
 from bam_tf.export import export_model
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
@@ -33,7 +32,7 @@ def main(argv):
         path = export_model(
             os.path.join(FLAGS.bam_dir, "models", FLAGS.model_name),
             FLAGS.export_dir, FLAGS.trial)
-    except USER_ERRORS + (ExportError,) as e:
+    except BamError as e:
         sys.exit(f"error: {e}")
     print(f"exported {path}")
 

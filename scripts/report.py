@@ -24,10 +24,9 @@ import _bootstrap  # noqa: F401
 from absl import app
 from absl import flags
 
-from bam_tf.errors import USER_ERRORS
+from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
-from bam_tf.report import ReportError
 from bam_tf.report import build_report
 from bam_tf.report import format_markdown
 
@@ -52,7 +51,7 @@ def main(argv):
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
                               FLAGS.bootstrap_samples, FLAGS.seed,
                               FLAGS.split)
-    except USER_ERRORS + (ReportError,) as e:
+    except BamError as e:
         sys.exit(f"error: {e}")
     text = format_markdown(report)
     print(text, end="")

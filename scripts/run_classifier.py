@@ -2,6 +2,9 @@ r"""Trains and evaluates a single-task or multi-task model (or a student).
 
     python scripts/run_classifier.py --model_name=rte-model --bam_dir=DIR \
         --task_names=rte --flagfile=flags/single_task.cfg --debug
+
+Copies of one command on several GPUs or machines sharing DIR share the
+trials out (`--trials=4,5` runs only those).
 """
 
 import sys
@@ -13,7 +16,7 @@ from absl import logging
 
 from bam_tf.config import RunConfig
 from bam_tf.distribute import get_strategy
-from bam_tf.errors import USER_ERRORS
+from bam_tf.errors import BamError
 from bam_tf.run import train_and_evaluate
 from flags import bam_flags
 
@@ -27,11 +30,14 @@ def main(argv):
     bam_flags.import_task_modules(FLAGS.task_modules)
     try:
         config = RunConfig.from_dict(bam_flags.config_values())
+        runtime = bam_flags.runtime()
+        # Before any device is touched (a TPU connection included).
+        runtime.validate(config)
         results = train_and_evaluate(
-            config, get_strategy(FLAGS.strategy, FLAGS.tpu),
-            overwrite=FLAGS.overwrite, runtime=bam_flags.runtime(),
+            config, get_strategy(runtime.strategy, runtime.tpu),
+            overwrite=FLAGS.overwrite, runtime=runtime,
             verbose=1 if sys.stdout.isatty() else 2)
-    except USER_ERRORS as e:
+    except BamError as e:
         sys.exit(f"error: {e}")
     for trial in results["trials"]:
         logging.info("trial %d: avg %.2f", trial["trial"], trial["avg"])

@@ -171,6 +171,23 @@ def tiny_backbone(vocabulary_size=len(TINY_VOCAB), hidden=32, layers=2,
         dtype=dtype)
 
 
+def fake_features(task, n, length=5, labels=None):
+    """`n` featurized examples of `task` of lengths length..length+2, token
+    ids counting up, without a tokenizer."""
+    import numpy as np
+    from bam_tf.data.features import Features
+    lengths = np.array([length + i % 3 for i in range(n)], np.int32)
+    total = int(lengths.sum())
+    if labels is None:
+        labels = (np.linspace(0, 5, n).astype(np.float32)
+                  if task.is_regression else np.arange(n, dtype=np.int32) % 2)
+    return Features(task=task.name, split="train",
+                    eids=np.arange(n, dtype=np.int64), labels=labels,
+                    token_ids=np.arange(total, dtype=np.int32) % 50 + 5,
+                    segment_ids=np.zeros(total, np.int32), lengths=lengths,
+                    full_lengths=lengths)
+
+
 def debug_config(bam_dir, glue_dir, model_name, task_names, **overrides):
     """A fast tiny-encoder configuration for end-to-end tests."""
     from bam_tf.config import PRESETS

@@ -1,7 +1,8 @@
 """Runs a tiny training in a subprocess and, by the mode given, kills itself
 with SIGKILL at one exact point: right after the first mid-training
 checkpoint, right after the first trial's results are written, or in the
-middle of writing the second trial's outputs. Used by test_resume.py."""
+middle of writing the second trial's outputs. Or right after the second checkpoint (for a test that damages it). Used
+by test_resume.py."""
 
 import os
 import signal
@@ -15,6 +16,7 @@ from absl import logging  # noqa: E402
 
 from bam_tf import outputs as outputs_lib  # noqa: E402
 from bam_tf import run  # noqa: E402
+from bam_tf.model_dir import ModelDir  # noqa: E402
 from conftest import debug_config  # noqa: E402
 
 
@@ -24,22 +26,26 @@ def kill():
 
 def main(bam_dir, glue_dir, mode):
     logging.set_verbosity(logging.INFO)
-    if mode == "after_checkpoint":
+    if mode in ("after_checkpoint", "after_second_checkpoint"):
         save = tf.train.CheckpointManager.save
+        saved = []
 
         def save_then_die(self, checkpoint_number=None, **kwargs):
             path = save(self, checkpoint_number=checkpoint_number, **kwargs)
-            kill()
+            saved.append(path)
+            if mode == "after_checkpoint" or len(saved) == 2:
+                kill()
             return path
         tf.train.CheckpointManager.save = save_then_die
     elif mode == "between_trials":
-        write = run.write_results
+        merge = ModelDir.merge_results
 
-        def write_then_die(mdir, results):
-            write(mdir, results)
+        def merge_then_die(self, records):
+            results = merge(self, records)
             if len(results["trials"]) == 1:
                 kill()
-        run.write_results = write_then_die
+            return results
+        ModelDir.merge_results = merge_then_die
     elif mode == "during_outputs":
         write = outputs_lib.write_predictions
 

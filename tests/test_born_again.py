@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from bam_tf import recipes
 from bam_tf.config import ConfigError
-from bam_tf.io_utils import atomic_write_json
+from bam_tf.config import Runtime
 from bam_tf.outputs import read_predictions
 from bam_tf.run import check_model_dir
 from conftest import debug_config
@@ -48,34 +48,23 @@ def test_plan_names_and_teachers():
         "rte": "p-multi", "sts": "p-multi"}
 
 
-class _Planned(Exception):
-    pass
-
-
-def _planned_configs(monkeypatch, recipe, values):
+def _planned_configs(recipe, values):
     """The configurations `run_recipe` would train, without training."""
-    def stop(configs):
-        raise _Planned(configs)
-    monkeypatch.setattr(recipes, "train_and_evaluate", lambda *a, **k: None)
-    monkeypatch.setattr(recipes, "comparison_table", stop)
-    with pytest.raises(_Planned) as planned:
-        recipes.run_recipe(recipe, "p", ["rte", "sts"], values, debug=True)
-    return {c.model_name: c for c in planned.value.args[0]}
+    return {c.model_name: c for c in recipes.recipe_configs(
+        recipe, "p", ["rte", "sts"], values, debug=True)}
 
 
-def test_task_loss_weights_go_to_multi_task_steps_only(monkeypatch,
-                                                        tmp_path):
+def test_task_loss_weights_go_to_multi_task_steps_only(tmp_path):
     values = {"bam_dir": str(tmp_path), "task_loss_weights": "sts:4"}
-    configs = _planned_configs(monkeypatch, "single_to_multi", values)
+    configs = _planned_configs("single_to_multi", values)
     # Teachers stay the runs (and folders) they are without weights.
     assert configs["p-rte-single"].task_loss_weights == ()
     assert configs["p-sts-single"].task_loss_weights == ()
     assert configs["p-single-to-multi"].task_loss_weights == (("sts", 4.0),)
     with pytest.raises(ConfigError, match=r"tasks \['cola'\]"):
-        _planned_configs(monkeypatch, "multi",
-                         {**values, "task_loss_weights": {"cola": 2}})
+        _planned_configs("multi", {**values, "task_loss_weights": {"cola": 2}})
     with pytest.raises(ConfigError, match="trains none"):
-        _planned_configs(monkeypatch, "single_to_single", values)
+        _planned_configs("single_to_single", values)
 
 
 def test_teachers_write_targets_for_every_training_example(recipe_run,
@@ -163,18 +152,24 @@ def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
     assert len(table["models"]) == 3
 
 
-def test_finished_means_same_configuration_and_enough_trials(tmp_path,
-                                                             tiny_glue):
+def test_trials_left_are_those_asked_for_not_in_the_results(tmp_path,
+                                                           tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "done", ["rte"], num_trials=3)
-    mdir = check_model_dir(config)
-    assert not recipes._finished(config)  # no results yet
-    atomic_write_json(os.path.join(mdir, "results.json"),
-                      {"trials": [{"trial": t} for t in (1, 2, 3)]})
-    assert recipes._finished(config)
+    folder = check_model_dir(config)
+    left = lambda c, trials=None: recipes._trials_left(
+        c, Runtime(trials=trials))
+    assert left(config) == {1, 2, 3}  # no results yet
+    record = lambda t: {"trial": t, "seed": t, "avg": 50.0,
+                        "metrics": {"rte": {"score": 50.0}}}
+    folder.merge_results([record(1), record(3)])
+    assert left(config) == {2}
+    assert left(config, (3,)) == set()
     # Fewer trials asked for (a recipe that interleaves seeds): finished.
-    assert recipes._finished(config.replace(num_trials=1))
-    assert not recipes._finished(config.replace(num_trials=4))
-    assert not recipes._finished(config.replace(learning_rate=1.0))
+    assert left(config.replace(num_trials=1)) == set()
+    assert left(config.replace(num_trials=4)) == {2, 4}
+    # Another experiment under the name: all of them (and the run then
+    # says why it cannot add them).
+    assert left(config.replace(learning_rate=1.0)) == {1, 2, 3}
 
 
 def test_table_gathers_only_plain_single_task_models():

@@ -10,8 +10,8 @@ from bam_tf.model import BamModel
 from bam_tf.optimization import build_optimizer
 from bam_tf.tasks import get_task
 
+from conftest import fake_features
 from conftest import tiny_backbone
-from test_pipeline import fake_features
 
 TASKS = [get_task("rte"), get_task("sts")]
 SPECS = [(t.name, t.num_labels, t.is_regression) for t in TASKS]

@@ -10,6 +10,7 @@ import pytest
 from bam_tf import run
 from bam_tf.io_utils import atomic_open
 from bam_tf.model import BamModel
+from bam_tf.model_dir import ModelDir
 from bam_tf.outputs import OutputFileError
 from bam_tf.outputs import read_predictions
 from bam_tf.tasks import get_tasks
@@ -33,11 +34,12 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     assert avg == pytest.approx(
         (scores["mnli"]["score"] + scores["rte"]["score"]) / 2)
     # Scores equal those recomputed from the written dev predictions.
-    mdir = str(tmp_path / "out")
+    folder = ModelDir(str(tmp_path), "out")
+    mdir = folder.path
     splits = run._output_splits(data, config, trial=1)
     predictions = run.predict_splits(model, data, config, splits)
     assert run.evaluate(model, data, config, predictions) == (scores, avg)
-    run.write_outputs(data, mdir, 1, predictions, splits)
+    run.write_outputs(data, folder, 1, predictions, splits)
     dev = read_predictions(os.path.join(
         mdir, "outputs", "mnli_dev_mismatched_predictions_1.npz"))
     labels = data.eval_features[("mnli", "dev_mismatched")].labels

@@ -8,20 +8,9 @@ from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.data.sampling import task_sampling_probabilities
 from bam_tf.tasks import get_task
 
+from conftest import fake_features
+
 RTE, STS, MRPC = get_task("rte"), get_task("sts"), get_task("mrpc")
-
-
-def fake_features(task, n, length=5, labels=None):
-    lengths = np.array([length + i % 3 for i in range(n)], np.int32)
-    total = int(lengths.sum())
-    if labels is None:
-        labels = (np.linspace(0, 5, n).astype(np.float32)
-                  if task.is_regression else np.arange(n, dtype=np.int32) % 2)
-    return Features(task=task.name, split="train",
-                    eids=np.arange(n, dtype=np.int64), labels=labels,
-                    token_ids=np.arange(total, dtype=np.int32) % 50 + 5,
-                    segment_ids=np.zeros(total, np.int32), lengths=lengths,
-                    full_lengths=lengths)
 
 
 def test_probabilities_by_hand():

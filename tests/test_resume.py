@@ -45,21 +45,16 @@ def _predictions(bam_dir):
     return arrays
 
 
-def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path):
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
+@pytest.fixture(scope="module")
+def clean(tiny_glue, tmp_path_factory):
+    """The uninterrupted run."""
+    clean = tmp_path_factory.mktemp("clean")
     done = _drive(clean, tiny_glue, "none")
     assert done.returncode == 0, done.stderr[-3000:]
+    return clean
 
-    for mode in ("after_checkpoint", "between_trials", "during_outputs"):
-        result = _drive(killed, tiny_glue, mode)
-        assert result.returncode == -signal.SIGKILL, (mode,
-                                                     result.stderr[-3000:])
-    checkpoints = os.listdir(killed / "models" / "resume" / "checkpoints")
-    assert "trial_2" in checkpoints  # trial 2 was killed, not finished
-    result = _drive(killed, tiny_glue, "none")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "trial 2: resumed at step" in result.stderr
 
+def _assert_same_as(clean, killed):
     records, losses = _results(killed)
     clean_records, clean_losses = _results(clean)
     assert records == clean_records
@@ -70,6 +65,40 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path):
     for name in a:
         for key in a[name]:
             np.testing.assert_array_equal(a[name][key], b[name][key])
+
+
+def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path,
+                                                     clean):
+    killed = tmp_path / "killed"
+
+    for mode in ("after_checkpoint", "between_trials", "during_outputs"):
+        result = _drive(killed, tiny_glue, mode)
+        assert result.returncode == -signal.SIGKILL, (mode,
+                                                     result.stderr[-3000:])
+    checkpoints = os.listdir(killed / "models" / "resume" / "checkpoints")
+    assert "trial_2" in checkpoints  # trial 2 was killed, not finished
+    result = _drive(killed, tiny_glue, "none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trial 2: resumed at step" in result.stderr
+    _assert_same_as(clean, killed)
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "truncate_index"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
+        tiny_glue, tmp_path, clean, damage):
+    result = _drive(tmp_path, tiny_glue, "after_second_checkpoint")
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    folder = tmp_path / "models" / "resume" / "checkpoints" / "trial_1"
+    assert {"ckpt-5.index", "ckpt-10.index"} <= set(os.listdir(folder))
+    newest = folder / ("ckpt-10.data-00000-of-00001"
+                       if damage == "truncate_data" else "ckpt-10.index")
+    with open(newest, "r+b") as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    result = _drive(tmp_path, tiny_glue, "none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint {folder / 'ckpt-10'} is damaged" in result.stderr
+    assert "trial 1: resumed at step 5 of" in result.stderr
+    _assert_same_as(clean, tmp_path)
 
 
 def test_same_seed_same_results_to_the_last_digit(tiny_glue, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from bam_tf.io_utils import atomic_write_json
 from bam_tf.run import RunError
 from bam_tf.run import check_model_dir
 from bam_tf.run import train_and_evaluate
@@ -70,8 +72,8 @@ def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
     (["--task_names=rte", "--pretrained_model=/nowhere/model"],
      "Give --pretrained_model|contradicts"),
     (["--task_names=rte", "--micro_batch_size=3"],
-     "--micro_batch_size=3 must be a positive divisor of each replica's "
-     "batch: train_batch_size 16 over 1 replica(s)"),
+     "--micro_batch_size=3 must be a positive divisor of train_batch_size "
+     "16"),
 ])
 def test_command_line_errors_before_training(tiny_glue, tmp_path, args,
                                              message):
@@ -109,10 +111,11 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "same", ["rte"])
     check_model_dir(config)
     check_model_dir(config.replace(num_trials=3))  # more trials: fine
-    mdir = check_model_dir(config)  # fewer: fine, the saved count stays
+    mdir = check_model_dir(config).path  # fewer: the saved count stays
     with open(os.path.join(mdir, "config.json")) as f:
         assert json.load(f)["num_trials"] == 3
-    with pytest.raises(RunError, match=r"differs in \['learning_rate'\]"):
+    with pytest.raises(RunError, match=r"differs in experiment.learning_rate "
+                       r"\(saved 0.003, now 1.0\)"):
         check_model_dir(config.replace(learning_rate=1.0))
     check_model_dir(config.replace(learning_rate=1.0), overwrite=True)
     # A folder written before an option existed (its key absent) is the
@@ -125,7 +128,9 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
         json.dump(saved, f)
     same = config.replace(learning_rate=1.0)
     check_model_dir(same)
-    with pytest.raises(RunError, match=r"differs in \['task_loss_weights'\]"):
+    with pytest.raises(RunError, match=r"differs in "
+                       r"experiment.task_loss_weights \(saved \{\}, now "
+                       r"\{'rte': 2.0\}\)"):
         check_model_dir(same.replace(task_loss_weights="rte:2"))
 
 
@@ -212,3 +217,24 @@ def test_a_users_task_module_on_the_command_line(tmp_path):
     stats = json.loads(out.read_text())["tasks"]["reviews"]
     assert stats["splits"]["train"]["labels"] == {"neg": 1, "pos": 2}
     assert stats["sampling_probability"] == 1.0
+
+
+def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
+                                                         tiny_glue):
+    config = debug_config(tmp_path, tiny_glue, "busy", ["rte"])
+    folder = check_model_dir(config)
+    live = subprocess.Popen([sys.executable, "-c",
+                             "import time; time.sleep(60)"])
+    try:
+        atomic_write_json(folder.claim_path(1), {
+            "host": socket.gethostname(), "pid": live.pid, "started": None,
+            "claimed_at": 0.0, "heartbeat": 0.0})
+        with pytest.raises(RunError, match=f"trial 1 is being run by host "
+                           f".*, pid {live.pid}. Stop it first"):
+            check_model_dir(config, overwrite=True)
+        assert os.path.exists(folder.config_path)
+    finally:
+        live.kill()
+        live.wait()
+    check_model_dir(config, overwrite=True)  # its process is gone
+    assert not os.path.exists(folder.claim_path(1))

@@ -5,8 +5,10 @@ from typing import Optional
 
 import numpy as np
 
+from bam_tf.errors import BamError
 
-class DataError(ValueError):
+
+class DataError(BamError):
     """Bad input data; the message names the file, the line and what was
     expected."""
 

@@ -12,11 +12,12 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.errors import BamError
 from bam_tf.families import family_of_tokenizer
 from bam_tf.io_utils import atomic_save_npz
 
 
-class FeatureCacheError(ValueError):
+class FeatureCacheError(BamError):
     pass
 
 

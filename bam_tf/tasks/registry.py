@@ -1,9 +1,11 @@
 """One registry of tasks, looked up by name."""
 
+from bam_tf.errors import BamError
+
 _REGISTRY = {}
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(BamError):
     pass
 
 

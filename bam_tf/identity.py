@@ -1,0 +1,170 @@
+"""A run's identity: what decides its numbers, and nothing else.
+
+Two runs with the same identity compute the same trials, so a folder's
+trials can be added to by any command with that identity, wherever the
+files now are (a moved or copied BAM_DIR, GLUE folder or encoder folder)
+and whatever it writes. The identity is
+
+- the experiment section of the configuration (`config.SECTIONS`);
+- the encoder by a fingerprint of its weights, architecture and tokenizer
+  (the path it was found at is only where it was);
+- the data by a fingerprint of the examples of each training and dev split
+  (ids, texts, labels: what the feature cache also hashes);
+- each teacher's targets by a fingerprint of the arrays read (the teacher's
+  name and trials are in the experiment);
+- the weights a Table 3 run starts from, by a fingerprint of the file.
+
+It is saved as identity.json in the model folder. Folders written before
+identities existed have only config.json: their experiment is compared,
+and the encoder by its path (by fingerprint, where that path still
+exists); then identity.json is written, so later runs compare everything.
+
+Example:
+
+```python
+identity = build_identity(config, data, encoder_fingerprint(encoder))
+differences(saved, identity)  # [] or ["experiment.learning_rate", ...]
+```
+"""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+
+from bam_tf import config as config_lib
+from bam_tf.data.features import examples_fingerprint
+
+FORMAT = 1
+
+
+def _sha(*parts):
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer):
+    """Changes whenever the tokenizer could give other ids."""
+    settings = tokenizer.get_config()
+    for key in ("vocabulary", "name", "dtype", "trainable"):
+        settings.pop(key, None)
+    return _sha(type(tokenizer).__name__,
+                json.dumps(settings, sort_keys=True, default=str),
+                "\n".join(tokenizer.get_vocabulary()))
+
+
+def encoder_fingerprint(encoder):
+    """A pretrained encoder's weights (every variable's path, shape and
+    float32 values), its architecture and its tokenizer. The same weights
+    saved in another format (a keras-hub preset, a Hugging Face folder)
+    have the same fingerprint."""
+    backbone = encoder.backbone
+    settings = backbone.get_config()
+    for key in ("name", "dtype", "trainable"):
+        settings.pop(key, None)
+    h = hashlib.sha256()
+    h.update(type(backbone).__name__.encode() + b"\0")
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for variable in backbone.weights:
+        value = np.asarray(variable.numpy(), dtype=np.float32)
+        h.update(f"\0{variable.path}\0{value.shape}\0".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    h.update(tokenizer_fingerprint(encoder.tokenizer).encode())
+    return h.hexdigest()
+
+
+def debug_encoder_fingerprint(config):
+    """The debug encoder is random per trial seed and its vocabulary is
+    learned from the training data: both are in the identity already (the
+    seed in the experiment, the data by its fingerprint), so its settings
+    are what is left to name it."""
+    return _sha("debug", config.debug_hidden_size, config.debug_num_layers,
+                config.debug_vocab_size, config.max_seq_length)
+
+
+def targets_fingerprint(targets):
+    return _sha(np.asarray(targets, dtype=np.float32).shape,
+                np.ascontiguousarray(targets, dtype=np.float32).tobytes())
+
+
+def file_fingerprint(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_fingerprints(data):
+    """{"task/split": fingerprint} of the training and dev splits."""
+    prints = {}
+    for task, examples in zip(data.tasks, data.train_examples):
+        prints[f"{task.name}/train"] = examples_fingerprint(examples)
+    for (task, split), examples in sorted(data.eval_examples.items()):
+        if split in _dev_splits(data, task):
+            prints[f"{task}/{split}"] = examples_fingerprint(examples)
+    return prints
+
+
+def _dev_splits(data, task_name):
+    return next(t.dev_splits for t in data.tasks if t.name == task_name)
+
+
+def build_identity(config, data, encoder_print, init_print=None):
+    """The identity (a JSON-ready dict) of `config` run on `data`."""
+    return {
+        "format": FORMAT,
+        "experiment": config.section("experiment"),
+        "encoder": encoder_print,
+        "data": data_fingerprints(data),
+        "teachers": {task: targets_fingerprint(targets)
+                     for task, targets in sorted(data.teachers.items())},
+        "init": init_print,
+    }
+
+
+def experiment_as_read_now(saved):
+    """A saved experiment section (or a whole earlier config.json) with
+    the defaults of keys added since it was written, normalised as
+    `RunConfig.to_dict` writes values; keys outside the experiment are
+    dropped."""
+    defaults = {f.name: f.default for f in dataclasses.fields(
+        config_lib.RunConfig) if f.default is not dataclasses.MISSING}
+    values = {k: saved.get(k, defaults.get(k))
+              for k in config_lib.SECTIONS["experiment"]}
+    for key in ("task_names", "teacher_trials"):
+        if isinstance(values[key], (list, tuple)):
+            values[key] = list(values[key])
+    for key in ("teachers", "task_loss_weights"):
+        value = values[key]
+        if isinstance(value, (list, tuple)):  # pairs
+            value = {k: v for k, v in value}
+        values[key] = dict(value or {})
+    return values
+
+
+def experiment_differences(saved, current):
+    """The experiment keys in which two saved experiments (or whole
+    config.json dicts) differ, defaults filled in for keys added since."""
+    old, new = experiment_as_read_now(saved), experiment_as_read_now(current)
+    return [k for k in config_lib.SECTIONS["experiment"] if old[k] != new[k]]
+
+
+def differences(saved, current):
+    """The parts in which two identities differ, as dotted names
+    ("experiment.learning_rate", "data.rte/train", "encoder", ...)."""
+    names = [f"experiment.{k}" for k in experiment_differences(
+        saved.get("experiment", {}), current["experiment"])]
+    if saved.get("encoder") != current["encoder"]:
+        names.append("encoder")
+    for part in ("data", "teachers"):
+        a, b = saved.get(part) or {}, current[part] or {}
+        names += [f"{part}.{k}" for k in sorted(set(a) | set(b))
+                  if a.get(k) != b.get(k)]
+    if saved.get("init") != current["init"]:
+        names.append("init")
+    return names

@@ -1,0 +1,309 @@
+"""`ModelDir`: the layout of BAM_DIR/models/<name>/ as code, and the only
+place that reads or writes its bookkeeping files.
+
+    config.json       the configuration of the newest start, its paths
+                      relative to the BAM_DIR ("./glue_data", "." for the
+                      BAM_DIR itself), so a copied or moved folder reads
+                      the same anywhere
+    identity.json     what decides the run's numbers (`bam_tf.identity`)
+    runs.json         every start: when, where (host, pid, absolute paths),
+                      which trials, output and runtime settings
+    results.json/txt  the finished trials, merged under the folder's lock
+    claims/trial_<k>.json   the process training trial k (`locking.Claim`)
+    checkpoints/trial_<k>/  what resuming trial k needs
+    checkpoints/trial_<k>.weights.h5   its trained model
+    logs/trial_<k>/   TensorBoard events
+    outputs/          predictions and GLUE files (`bam_tf.outputs`)
+    vocab.txt         the tokenizer's vocabulary
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+
+from bam_tf import config as config_lib
+from bam_tf.errors import BamError
+from bam_tf.io_utils import atomic_write_json
+from bam_tf.io_utils import atomic_write_text
+from bam_tf.locking import Claim
+from bam_tf.locking import FolderLock
+from bam_tf.locking import claim_alive
+from bam_tf.locking import this_process
+
+
+class ModelDirError(BamError):
+    pass
+
+
+# config.json fields that are paths, written relative to the BAM_DIR.
+_PATH_FIELDS = ("glue_dir", "pretrained_model")
+
+
+class ModelDir:
+    """One model folder.
+
+    Example:
+
+    ```python
+    folder = ModelDir(bam_dir, "rte-model")
+    folder.weights_path(1)      # BAM_DIR/models/rte-model/checkpoints/...
+    folder.read_results()       # {"trials": [...]}, checked
+    ```
+    """
+
+    def __init__(self, bam_dir, name):
+        self.bam_dir = os.path.abspath(bam_dir)
+        self.name = name
+        self.path = os.path.join(self.bam_dir, "models", name)
+
+    @classmethod
+    def of(cls, config):
+        return cls(config.bam_dir, config.model_name)
+
+    # ------------------------------------------------------------- layout
+    def file(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    @property
+    def config_path(self):
+        return self.file("config.json")
+
+    @property
+    def identity_path(self):
+        return self.file("identity.json")
+
+    @property
+    def results_path(self):
+        return self.file("results.json")
+
+    @property
+    def runs_path(self):
+        return self.file("runs.json")
+
+    @property
+    def vocab_path(self):
+        return self.file("vocab.txt")
+
+    def claim_path(self, trial):
+        return self.file("claims", f"trial_{trial}.json")
+
+    def checkpoints_dir(self, trial):
+        return self.file("checkpoints", f"trial_{trial}")
+
+    def weights_path(self, trial):
+        return self.file("checkpoints", f"trial_{trial}.weights.h5")
+
+    def logs_dir(self, trial):
+        return self.file("logs", f"trial_{trial}")
+
+    def glue_submission_path(self, trial, file_name):
+        return self.file("outputs", "glue", str(trial), file_name)
+
+    def exists(self):
+        return os.path.isdir(self.path)
+
+    def lock(self):
+        return FolderLock(self.path)
+
+    # ------------------------------------------------------------- config
+    def read_saved_config(self):
+        """config.json as saved (a dict), or None when there is none;
+        errors name the file."""
+        return _read_object(self.config_path, "configuration",
+                            "restore it from a copy, or start the folder "
+                            "afresh with --overwrite")
+
+    def read_config(self):
+        """The saved configuration as a RunConfig, its paths resolved
+        against where this folder is now."""
+        saved = self.read_saved_config()
+        if saved is None:
+            raise ModelDirError(f"{self.config_path} not found; train "
+                                f"{self.name!r} first.")
+        values = config_lib.migrate(saved)
+        values["bam_dir"] = self.bam_dir
+        for key in _PATH_FIELDS:
+            values[key] = self._from_portable(values.get(key))
+        try:
+            return config_lib.RunConfig.from_dict(values)
+        except config_lib.ConfigError as e:
+            raise config_lib.ConfigError(f"{self.config_path}: {e}") from None
+
+    def write_config(self, config):
+        values = config.to_dict()
+        values["bam_dir"] = "."
+        for key in _PATH_FIELDS:
+            values[key] = self._portable(values[key])
+        atomic_write_json(self.config_path, values)
+
+    def _portable(self, value):
+        """A path inside or beside the BAM_DIR as "./x" or "../x"; names
+        (an encoder under pretrained_models/, a keras-hub preset) as they
+        are."""
+        if not value or not os.path.exists(value):
+            return value
+        relative = os.path.relpath(os.path.abspath(value), self.bam_dir)
+        return relative if relative.startswith("..") else (
+            "./" + relative if relative != "." else ".")
+
+    def _from_portable(self, value):
+        if isinstance(value, str) and (value == "." or value.startswith(
+                ("./", "../"))):
+            return os.path.normpath(os.path.join(self.bam_dir, value))
+        return value
+
+    # ----------------------------------------------------------- identity
+    def read_identity(self):
+        identity = _read_object(self.identity_path, "run identity",
+                                "restore it from a copy, or delete it to "
+                                "have the next run check the configuration "
+                                "only")
+        if identity is not None and not isinstance(
+                identity.get("experiment"), dict):
+            raise ModelDirError(
+                f"{self.identity_path}: no \"experiment\" object; restore "
+                "the file from a copy, or delete it to have the next run "
+                "check the configuration only.")
+        return identity
+
+    def write_identity(self, identity):
+        atomic_write_json(self.identity_path, identity)
+
+    def record_start(self, config, runtime, trials):
+        """Adds this start to runs.json: the settings that do not change
+        the numbers, kept for every start. Call under the lock."""
+        runs = _read_object(self.runs_path, "run log",
+                            "restore it from a copy or delete it") or {}
+        entries = runs.get("runs") if isinstance(runs.get("runs"),
+                                                 list) else []
+        entries.append({
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **{k: this_process()[k] for k in ("host", "pid")},
+            "trials": list(trials),
+            "paths": {"bam_dir": self.bam_dir,
+                      "glue_dir": config_lib.glue_dir(config),
+                      "pretrained_model": config.pretrained_model},
+            "outputs": config.section("outputs"),
+            "runtime": {k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in runtime.__dict__.items()},
+        })
+        atomic_write_json(self.runs_path, {"runs": entries})
+
+    # ------------------------------------------------------------ results
+    def read_results(self):
+        """{"trials": [...]}, every record checked; {"trials": []} when
+        there is no file yet. Errors name the file and the record."""
+        results = _read_object(self.results_path, "results",
+                               "restore it from a copy (results.txt has "
+                               "the same numbers)")
+        if results is None:
+            return {"trials": []}
+        trials = results.get("trials")
+        if not isinstance(trials, list):
+            raise ModelDirError(
+                f"{self.results_path}: expected {{\"trials\": [...]}}; "
+                "restore it from a copy.")
+        for i, trial in enumerate(trials):
+            problem = _record_problem(trial)
+            if problem:
+                raise ModelDirError(
+                    f"{self.results_path}: trial record {i + 1} {problem}; "
+                    "restore the file from a copy.")
+        return results
+
+    def finished_trials(self):
+        return {t["trial"] for t in self.read_results()["trials"]}
+
+    def merge_results(self, records):
+        """Adds `records` to results.json, keeping every trial already
+        there (a trial finished by another process stays as it wrote it).
+        Call under the lock. Returns the merged results."""
+        results = self.read_results()
+        have = {t["trial"] for t in results["trials"]}
+        results["trials"] = sorted(
+            results["trials"] + [r for r in records if r["trial"] not in have],
+            key=lambda t: t["trial"])
+        atomic_write_json(self.results_path, results)
+        atomic_write_text(self.file("results.txt"), format_results(results))
+        return results
+
+    # ------------------------------------------------------------- claims
+    def take_claim(self, trial, claim_timeout_secs):
+        """This process's claim on `trial`, or None when a live process
+        holds it. Call under the lock."""
+        return Claim.take(self.claim_path(trial), claim_timeout_secs,
+                          self.lock())
+
+    def live_claims(self, claim_timeout_secs):
+        """{trial: holder} of the claims whose process may still run."""
+        folder = self.file("claims")
+        held = {}
+        if not os.path.isdir(folder):
+            return held
+        for name in sorted(os.listdir(folder)):
+            if not (name.startswith("trial_") and name.endswith(".json")):
+                continue
+            holder = Claim.holder(os.path.join(folder, name))
+            if holder is not None and claim_alive(holder,
+                                                  claim_timeout_secs):
+                held[int(name[len("trial_"):-len(".json")])] = holder
+        return held
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _read_object(path, what, way_out):
+    """A JSON object file, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{path}: damaged {what} file, not valid JSON "
+                            f"({e}); {way_out}.") from None
+    except OSError as e:
+        raise ModelDirError(f"{path}: cannot read the {what} file "
+                            f"({e}).") from None
+    if not isinstance(value, dict):
+        raise ModelDirError(f"{path}: expected a JSON object in the {what} "
+                            f"file, got {type(value).__name__}; {way_out}.")
+    return value
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_problem(trial):
+    """What is wrong with one results.json record, or None."""
+    if not isinstance(trial, dict):
+        return "is not an object"
+    for key in ("trial", "seed"):
+        if not isinstance(trial.get(key), int) or isinstance(
+                trial.get(key), bool):
+            return f"has no integer {key!r}"
+    if not _number(trial.get("avg")) or not math.isfinite(trial["avg"]):
+        return f"(trial {trial['trial']}) has no number 'avg'"
+    metrics = trial.get("metrics")
+    if not isinstance(metrics, dict) or not all(
+            isinstance(m, dict) and _number(m.get("score"))
+            for m in metrics.values()):
+        return (f"(trial {trial['trial']}) has no 'metrics' of the form "
+                "{task: {metric: value, \"score\": number}}")
+    return None
+
+
+def format_results(results):
+    lines = []
+    for trial in results["trials"]:
+        lines.append(f"trial {trial['trial']} (seed {trial['seed']}): "
+                     f"avg {trial['avg']:.2f}")
+        for task, metrics in sorted(trial["metrics"].items()):
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+                metrics.items()))
+            lines.append(f"  {task}: {shown}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,186 @@
+"""A run's identity: the experiment, the encoder's, data's and teachers'
+fingerprints; nothing about where files are or what is written."""
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bam_tf import config as config_lib
+from bam_tf import encoders
+from bam_tf import identity as identity_lib
+from bam_tf.config import ConfigError
+from bam_tf.config import Runtime
+from bam_tf.config import parse_trials
+from bam_tf.model_dir import ModelDir
+from bam_tf.run import RunError
+from bam_tf.run import check_model_dir
+
+from conftest import REPO
+from conftest import debug_config
+from conftest import tiny_backbone
+
+
+def test_sections_split_every_field_once():
+    names = [f.name for f in dataclasses.fields(config_lib.RunConfig)]
+    sections = [k for keys in config_lib.SECTIONS.values() for k in keys]
+    assert sorted(sections) == sorted(names)
+    assert len(sections) == len(set(sections))
+    for moved in ("steps_per_execution", "strategy", "micro_batch_size"):
+        assert moved not in names
+
+
+def _identity(**experiment):
+    return {"experiment": experiment, "encoder": "e", "data": {"rte/train":
+                                                               "d"},
+            "teachers": {}, "init": None}
+
+
+def test_differences_name_each_part():
+    base = _identity(learning_rate=1e-3, task_names=["rte"])
+    assert identity_lib.differences(base, base) == []
+    other = _identity(learning_rate=0.5, task_names=["rte"])
+    other["encoder"] = "f"
+    other["data"] = {"rte/train": "x", "rte/dev": "y"}
+    other["teachers"] = {"rte": "t"}
+    assert identity_lib.differences(base, other) == [
+        "experiment.learning_rate", "encoder", "data.rte/dev",
+        "data.rte/train", "teachers.rte"]
+
+
+def test_keys_added_since_a_folder_was_written_take_their_defaults():
+    # An earlier config.json without task_loss_weights, with keys that are
+    # no longer part of the experiment (paths, steps_per_execution).
+    saved = {"learning_rate": 1e-3, "task_names": ["rte"], "bam_dir": "/x",
+             "steps_per_execution": 4}
+    now = identity_lib.experiment_as_read_now(
+        {"learning_rate": 1e-3, "task_names": ("rte",),
+         "task_loss_weights": ()})
+    assert identity_lib.experiment_as_read_now(saved) == now
+    weighted = dict(now, task_loss_weights={"rte": 2.0})
+    assert identity_lib.differences(
+        {"experiment": saved}, _identity(**weighted)) == [
+        "experiment.task_loss_weights", "encoder", "data.rte/train"]
+
+
+def test_config_paths_are_written_relative_to_the_bam_dir(tmp_path):
+    (tmp_path / "bam" / "glue_data").mkdir(parents=True)
+    (tmp_path / "glue").mkdir()
+    config = debug_config(tmp_path / "bam", str(tmp_path / "glue"), "m",
+                          ["rte"])
+    folder = ModelDir.of(config)
+    folder.write_config(config.replace(glue_dir=str(tmp_path / "bam" /
+                                                    "glue_data")))
+    assert folder.read_saved_config()["glue_dir"] == "./glue_data"
+    folder.write_config(config)
+    saved = folder.read_saved_config()
+    assert (saved["bam_dir"], saved["glue_dir"]) == (".", "../glue")
+    # Moved with its BAM_DIR, the folder reads its paths where it is now.
+    shutil.move(str(tmp_path / "bam"), str(tmp_path / "moved"))
+    moved = ModelDir(str(tmp_path / "moved"), "m").read_config()
+    assert moved.bam_dir == str(tmp_path / "moved")
+    assert moved.glue_dir == str(tmp_path / "glue")
+    assert dataclasses.replace(moved, bam_dir=config.bam_dir) == config
+
+
+def _preset(folder, backbone, tokenizer):
+    backbone.save_to_preset(str(folder))
+    tokenizer.save_to_preset(str(folder))
+    return str(folder)
+
+
+def test_encoder_fingerprint_follows_the_weights_not_the_path(
+        tmp_path, tiny_tokenizer):
+    first = _preset(tmp_path / "a", tiny_backbone(seed=0), tiny_tokenizer)
+    copy = shutil.copytree(first, tmp_path / "b")
+    other = _preset(tmp_path / "c", tiny_backbone(seed=1), tiny_tokenizer)
+    prints = [identity_lib.encoder_fingerprint(encoders.load_encoder(p))
+              for p in (first, copy, other)]
+    assert prints[0] == prints[1] != prints[2]
+    # One changed weight is another encoder.
+    encoder = encoders.load_encoder(first)
+    variable = encoder.backbone.weights[-1]
+    variable.assign(variable.numpy() + np.float32(1e-3))
+    assert identity_lib.encoder_fingerprint(encoder) != prints[0]
+
+
+def test_targets_fingerprint_sees_any_change():
+    targets = np.arange(6, dtype=np.float32).reshape(3, 2)
+    same = identity_lib.targets_fingerprint(targets.copy())
+    assert identity_lib.targets_fingerprint(targets) == same
+    changed = targets.copy()
+    changed[2, 1] += 1e-6
+    assert identity_lib.targets_fingerprint(changed) != same
+    assert identity_lib.targets_fingerprint(targets.reshape(2, 3)) != same
+
+
+@pytest.mark.parametrize("text, trials", [
+    ("3", (3,)), ("4,5", (4, 5)), ("1-3,7", (1, 2, 3, 7)), ("2,2", (2,))])
+def test_parse_trials(text, trials):
+    assert parse_trials(text) == trials
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0", "numbered from 1"), ("3-1", "ranges go upwards"),
+    ("a", "'a' is not a trial number"), (",", "names no trial")])
+def test_parse_trials_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_trials(text)
+
+
+def test_runtime_is_checked_against_the_configuration(tmp_path):
+    config = debug_config(tmp_path, str(tmp_path), "m", ["rte"])
+    Runtime().validate(config)
+    with pytest.raises(ConfigError, match="--strategy=tpu needs static "
+                       "shapes: pass --padding=max_length"):
+        Runtime(strategy="tpu").validate(config)
+    Runtime(strategy="tpu").validate(config.replace(padding="max_length"))
+    with pytest.raises(ConfigError, match="--tpu=x is given without"):
+        Runtime(tpu="x").validate(config)
+    with pytest.raises(ConfigError, match="micro_batch_size=3 must be a "
+                       "positive divisor of train_batch_size 16"):
+        Runtime(micro_batch_size=3).validate(config)
+    assert Runtime(trials=(5, 2)).trial_numbers(1) == [2, 5]
+    assert Runtime().trial_numbers(3) == [1, 2, 3]
+
+
+def _committed_folders():
+    root = os.path.join(REPO, "docs", "results")
+    return sorted(glob.glob(os.path.join(root, "*", "models", "*",
+                                         "config.json")))
+
+
+def test_every_committed_folder_is_accepted_and_upgraded(tmp_path):
+    """Folders written before identities (docs/results) add trials: their
+    saved experiment is this run's, whatever the paths are now."""
+    paths = _committed_folders()
+    assert len(paths) > 20
+    for i, path in enumerate(paths):
+        source = os.path.dirname(path)
+        bam = tmp_path / str(i)
+        target = bam / "models" / os.path.basename(source)
+        os.makedirs(target)
+        for name in ("config.json", "results.json"):
+            shutil.copy(os.path.join(source, name), target)
+        folder = ModelDir(str(bam), os.path.basename(source))
+        config = folder.read_config()
+        assert config.bam_dir == str(bam)
+        finished = folder.finished_trials()
+        assert finished and max(finished) <= config.num_trials
+        # The command again with another GLUE folder and one more trial.
+        more = config.replace(glue_dir=str(tmp_path / "elsewhere"),
+                              num_trials=config.num_trials + 1)
+        identity = {"experiment": more.section("experiment"),
+                    "encoder": "fingerprint", "data": {"x/train": "d"},
+                    "teachers": {}, "init": None}
+        check_model_dir(more, identity=identity)
+        assert folder.read_identity() == json.loads(json.dumps(identity))
+        assert folder.read_saved_config()["num_trials"] == more.num_trials
+        with pytest.raises(RunError, match="experiment.seed"):
+            check_model_dir(more.replace(seed=99), identity=dict(
+                identity, experiment=more.replace(seed=99).section(
+                    "experiment")))
