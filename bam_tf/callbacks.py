@@ -186,12 +186,18 @@ class EpochLosses(keras.callbacks.Callback):
                 saved = json.load(f)
         except FileNotFoundError:
             return False
-        if (saved.get("step") != step
+        except (OSError, ValueError) as e:  # a damaged file: as if none
+            logging.warning("%s: unreadable loss sums (%s); treated as "
+                            "missing.", path, e)
+            return False
+        if not isinstance(saved, dict) or (
+                saved.get("step") != step
                 or len(saved.get("sums", ())) != len(self.sums)
                 or len(saved.get("counts", ())) != len(self.counts)):
-            raise ValueError(
-                f"{path}: expected the loss sums of step {step} over "
-                f"{len(self.sums)} epochs; found {saved}.")
+            logging.warning("%s: expected the loss sums of step %d over %d "
+                            "epochs; treated as missing.", path, step,
+                            len(self.sums))
+            return False
         self.sums = [float(x) for x in saved["sums"]]
         self.counts = [int(x) for x in saved["counts"]]
         return True

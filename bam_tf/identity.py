@@ -118,7 +118,7 @@ def build_identity(config, data, encoder_print, init_print=None):
     """The identity (a JSON-ready dict) of `config` run on `data`."""
     return {
         "format": FORMAT,
-        "experiment": config.section("experiment"),
+        "experiment": experiment_as_read_now(config.section("experiment")),
         "encoder": encoder_print,
         "data": data_fingerprints(data),
         "teachers": {task: targets_fingerprint(targets)
@@ -136,6 +136,13 @@ def experiment_as_read_now(saved):
         config_lib.RunConfig) if f.default is not dataclasses.MISSING}
     values = {k: saved.get(k, defaults.get(k))
               for k in config_lib.SECTIONS["experiment"]}
+    # Settings of a feature that is off change no number: a teacher's
+    # folder is the same run whatever distillation settings a recipe
+    # passes to all of its steps.
+    for switch, keys in _INERT_UNLESS.items():
+        if not values[switch]:
+            for key in keys:
+                values[key] = defaults[key]
     for key in ("task_names", "teacher_trials"):
         if isinstance(values[key], (list, tuple)):
             values[key] = list(values[key])
@@ -145,6 +152,15 @@ def experiment_as_read_now(saved):
             value = {k: v for k, v in value}
         values[key] = dict(value or {})
     return values
+
+
+# Keys that matter only when the first one is on (or set).
+_INERT_UNLESS = {
+    "distill": ("teachers", "teacher_trials", "teacher_annealing",
+                "distill_weight", "distill_temperature"),
+    "init_from_model": ("init_from_trial",),
+    "debug": ("debug_hidden_size", "debug_num_layers", "debug_vocab_size"),
+}
 
 
 def experiment_differences(saved, current):

@@ -34,10 +34,12 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     fd, tmp = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        # mkstemp makes the file private (0600) whatever the umask.
-        os.fchmod(fd, 0o666 & ~_umask())
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
+            # mkstemp makes the file private (0600) whatever the umask;
+            # a filesystem that refuses chmod keeps its own modes.
+            with contextlib.suppress(OSError):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             yield f
             f.flush()
             os.fsync(f.fileno())

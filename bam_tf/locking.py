@@ -44,26 +44,50 @@ class ClaimLostError(BamError):
 
 
 def this_process():
-    """{"host", "pid", "started"}: `started` tells a pid from a later
-    process that reuses it (the start time in clock ticks since boot, from
-    /proc; None where there is none)."""
+    """{"host", "pid", "started", "machine"}: `started` tells a pid from a
+    later process that reuses it (its start time in clock ticks since
+    boot, from /proc); `machine` tells two machines or containers with one
+    host name apart (the boot id and the pid namespace). None where /proc
+    has no answer."""
     return {"host": socket.gethostname(), "pid": os.getpid(),
-            "started": _start_ticks(os.getpid())}
+            "started": _start_ticks(os.getpid()), "machine": _machine()}
+
+
+def _machine():
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _stat_fields(pid):
+    """/proc/<pid>/stat after the command name (which may hold spaces and
+    parentheses): field 3 (the state) first."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()
 
 
 def _start_ticks(pid):
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            # Field 22; the command name (field 2) may hold spaces, so
-            # count from its closing parenthesis.
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+        return int(_stat_fields(pid)[19])  # field 22
     except (OSError, IndexError, ValueError):
         return None
 
 
+def same_machine(owner):
+    """Whether `owner` ran on this machine, in this pid namespace (so its
+    pid means the same process here)."""
+    if owner.get("host") != socket.gethostname():
+        return False
+    machine = owner.get("machine")
+    return machine is None or _machine() in (None, machine)
+
+
 def process_alive(owner):
     """Whether the process `owner` (a `this_process()` dict) still runs on
-    this host."""
+    this machine. A zombie (ended, not yet reaped) has ended."""
     pid = owner.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -73,8 +97,17 @@ def process_alive(owner):
         return False
     except PermissionError:  # another user's live process
         pass
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return True  # no /proc: the pid is all there is to go by
+    if fields[0] in ("Z", "X"):
+        return False
     started = owner.get("started")
-    return started is None or _start_ticks(pid) in (None, started)
+    try:
+        return started is None or int(fields[19]) == started
+    except (IndexError, ValueError):
+        return True
 
 
 def _describe(owner):
@@ -86,9 +119,9 @@ def _describe(owner):
 
 
 def claim_alive(holder, claim_timeout_secs):
-    """Whether the process of a claim may still run: on this host, its
+    """Whether the process of a claim may still run: on this machine, its
     pid is that process; on another, its heartbeat is recent."""
-    if holder.get("host") == socket.gethostname():
+    if same_machine(holder):
         return process_alive(holder)
     beat = holder.get("heartbeat")
     return isinstance(beat, (int, float)) and (
@@ -118,65 +151,96 @@ class FolderLock:
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         deadline = time.monotonic() + self.timeout_secs
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    self._held.fd, fd = fd, None
-                    return self
-                except BlockingIOError:
-                    pass
-                except OSError as e:
-                    if e.errno not in _NO_FLOCK:
-                        raise
-                    os.close(fd)
-                    fd = None
-                    self._take_lock_file(deadline)
-                    self._held.fd = "file"
-                    return self
+        while True:
+            # Read-only: flock needs no write access, so a teammate's
+            # 0644 lock file locks as well.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() > deadline:
                     raise LockError(
                         f"{self.path}: still locked by another process after "
-                        f"{self.timeout_secs:.0f} s.")
+                        f"{self.timeout_secs:.0f} s.") from None
                 time.sleep(0.05)
-        finally:
-            if fd is not None:
+                continue
+            except OSError as e:
                 os.close(fd)
+                if e.errno not in _NO_FLOCK:
+                    raise LockError(f"{self.path}: cannot lock ({e}).") from None
+                self._held.fd = self._take_lock_file(deadline)
+                return self
+            # A folder removed and made again (--overwrite) has a new lock
+            # file: a lock on the old one locks nothing.
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            self._held.fd = fd
+            return self
 
     def _take_lock_file(self, deadline):
+        """The O_EXCL lock file; returns what __exit__ needs to remove only
+        a lock file that is still this holder's."""
         path = self.path + ".held"
+        me = {**this_process(), "claimed_at": time.time()}
         while True:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 owner = _read_json(path) or {}
-                same_host = owner.get("host") == socket.gethostname()
                 age = time.time() - _mtime(path)
-                if (same_host and not process_alive(owner)) or (
+                if (same_machine(owner) and not process_alive(owner)) or (
                         age > self.stale_secs):
-                    logging.warning("%s: taking over a lock left by %s.",
-                                    path, _describe(owner))
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(path)
+                    self._remove_stale(path, owner)
                     continue
                 if time.monotonic() > deadline:
                     raise LockError(f"{path}: held by {_describe(owner)}.")
                 time.sleep(0.05)
                 continue
             with os.fdopen(fd, "w") as f:
-                json.dump({**this_process(), "claimed_at": time.time()}, f)
+                json.dump(me, f)
+            return ("file", me)
+
+    @staticmethod
+    def _remove_stale(path, owner):
+        """Moves the stale lock file aside and removes it if it is the one
+        judged stale; a fresh one that another waiter made meanwhile is put
+        back (link fails rather than overwrite a newer one)."""
+        aside = f"{path}.{os.getpid()}.{time.monotonic_ns()}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
             return
+        if (_read_json(aside) or {}) == owner:
+            logging.warning("%s: taking over a lock left by %s.", path,
+                            _describe(owner))
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+        os.remove(aside)
 
     def __exit__(self, *exc):
-        fd, self._held.fd = self._held.fd, None
-        if fd == "file":
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path + ".held")
+        held, self._held.fd = self._held.fd, None
+        if isinstance(held, tuple):
+            path = self.path + ".held"
+            if _read_json(path) == held[1]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
         else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            fcntl.flock(held, fcntl.LOCK_UN)
+            os.close(held)
         return False
+
+
+def _same_process(owner):
+    mine = this_process()
+    return same_machine(owner) and all(
+        owner.get(k) == mine[k] for k in ("pid", "started"))
 
 
 def _read_json(path):
@@ -215,17 +279,23 @@ class Claim:
     def take(cls, path, claim_timeout_secs, lock):
         """The claim on `path` for this process, or None when a live
         process holds it. Call with `lock` held."""
-        held = _read_json(path) if os.path.exists(path) else None
-        if os.path.exists(path) and held is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = None
+        held = _read_json(path) if text is not None else None
+        if text is not None and held is None:
             logging.warning("%s: unreadable claim file; taken over.", path)
+        elif held is not None and _same_process(held):
+            pass  # this process's own (a trial that failed here before)
         elif held is not None:
             if claim_alive(held, claim_timeout_secs):
                 return None
             logging.warning(
                 "%s: taking over the trial from %s, which is gone (%s).",
                 path, _describe(held),
-                "its process has ended"
-                if held.get("host") == socket.gethostname()
+                "its process has ended" if same_machine(held)
                 else f"no heartbeat for {claim_timeout_secs:.0f} s")
         now = time.time()
         owner = {**this_process(), "claimed_at": now, "heartbeat": now}
@@ -239,21 +309,22 @@ class Claim:
 
     def _is_mine(self):
         held = _read_json(self.path)
-        return held is not None and all(
-            held.get(k) == self.owner[k]
-            for k in ("host", "pid", "started", "claimed_at"))
+        return held is not None and held.get("claimed_at") == (
+            self.owner["claimed_at"]) and _same_process(held)
 
     def check(self):
         """Raises ClaimLostError when another process has taken the trial
-        over since this one claimed it."""
+        over since this one claimed it (or the claim is gone)."""
         if self.lost or not self._is_mine():
             self.lost = True
-            held = _read_json(self.path) or {}
+            held = _read_json(self.path)
+            who = (f"taken over by {_describe(held)}" if held else
+                   "released by another process (the trial finished "
+                   "elsewhere, or the folder was overwritten)")
             raise ClaimLostError(
-                f"{self.path}: this trial was taken over by "
-                f"{_describe(held)} while this process "
-                f"({_describe(self.owner)}) ran it; this process stops "
-                "without writing its results, which the other one writes.")
+                f"{self.path}: this trial was {who} while this process "
+                f"({_describe(self.owner)}) ran it; this process leaves it "
+                "without writing its results.")
 
     @contextlib.contextmanager
     def heartbeat(self, every_secs):
@@ -262,13 +333,25 @@ class Claim:
         stop = threading.Event()
 
         def beat():
+            failures = 0
             while not stop.wait(every_secs):
-                with self.lock:
-                    if not self._is_mine():
+                try:
+                    with self.lock:
+                        if not self._is_mine():
+                            self.lost = True
+                            return
+                        self.owner["heartbeat"] = time.time()
+                        atomic_write_json(self.path, self.owner)
+                    failures = 0
+                except Exception as e:  # noqa: BLE001 (a full disk, ESTALE)
+                    failures += 1
+                    logging.warning("%s: heartbeat failed (%s: %s).",
+                                    self.path, type(e).__name__, e)
+                    if failures >= 3:
+                        # Others will take the trial over soon: stop
+                        # training it rather than train it twice.
                         self.lost = True
                         return
-                    self.owner["heartbeat"] = time.time()
-                    atomic_write_json(self.path, self.owner)
 
         thread = threading.Thread(target=beat, daemon=True,
                                   name=f"heartbeat:{self.path}")

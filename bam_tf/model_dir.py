@@ -1,10 +1,9 @@
 """`ModelDir`: the layout of BAM_DIR/models/<name>/ as code, and the only
 place that reads or writes its bookkeeping files.
 
-    config.json       the configuration of the newest start, its paths
-                      relative to the BAM_DIR ("./glue_data", "." for the
-                      BAM_DIR itself), so a copied or moved folder reads
-                      the same anywhere
+    config.json       the configuration of the newest start; paths inside
+                      the BAM_DIR relative to it ("./glue_data", "." for
+                      the BAM_DIR itself), so they move with it
     identity.json     what decides the run's numbers (`bam_tf.identity`)
     runs.json         every start: when, where (host, pid, absolute paths),
                       which trials, output and runtime settings
@@ -139,14 +138,18 @@ class ModelDir:
         atomic_write_json(self.config_path, values)
 
     def _portable(self, value):
-        """A path inside or beside the BAM_DIR as "./x" or "../x"; names
-        (an encoder under pretrained_models/, a keras-hub preset) as they
-        are."""
+        """A path inside the BAM_DIR as "./x", so that it moves with it; a
+        path outside stays absolute (it does not move with the BAM_DIR);
+        names (an encoder under pretrained_models/, a keras-hub preset) as
+        they are."""
         if not value or not os.path.exists(value):
             return value
         relative = os.path.relpath(os.path.abspath(value), self.bam_dir)
-        return relative if relative.startswith("..") else (
-            "./" + relative if relative != "." else ".")
+        if relative == ".":
+            return "."
+        if relative.startswith(".."):
+            return os.path.abspath(value)
+        return "./" + relative
 
     def _from_portable(self, value):
         if isinstance(value, str) and (value == "." or value.startswith(
@@ -243,12 +246,14 @@ class ModelDir:
         if not os.path.isdir(folder):
             return held
         for name in sorted(os.listdir(folder)):
-            if not (name.startswith("trial_") and name.endswith(".json")):
-                continue
+            number = name[len("trial_"):-len(".json")]
+            if not (name.startswith("trial_") and name.endswith(".json")
+                    and number.isdigit()):
+                continue  # not a claim (an editor's backup, say)
             holder = Claim.holder(os.path.join(folder, name))
             if holder is not None and claim_alive(holder,
                                                   claim_timeout_secs):
-                held[int(name[len("trial_"):-len(".json")])] = holder
+                held[int(number)] = holder
         return held
 
     def remove(self):
@@ -291,9 +296,10 @@ def _record_problem(trial):
     metrics = trial.get("metrics")
     if not isinstance(metrics, dict) or not all(
             isinstance(m, dict) and _number(m.get("score"))
+            and all(_number(v) for v in m.values())
             for m in metrics.values()):
         return (f"(trial {trial['trial']}) has no 'metrics' of the form "
-                "{task: {metric: value, \"score\": number}}")
+                "{task: {metric: number, ..., \"score\": number}}")
     return None
 
 

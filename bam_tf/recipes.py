@@ -10,6 +10,7 @@ sharing the BAM_DIR): each takes the trials no other live process holds,
 and a student waits until the teacher trials it learns from are finished.
 """
 
+import dataclasses
 import os
 import time
 
@@ -95,18 +96,30 @@ def recipe_configs(recipe, prefix, task_names, values, debug=False):
     return configs
 
 
-def _trials_left(config, runtime):
-    """The trials of `config` this process is asked for that are not yet
-    in its folder's results (whoever is running them)."""
+def _trials_left(config, runtime, needed=()):
+    """The trials of `config` this process is asked for (and `needed`, the
+    trials its students learn from) that are not yet in its folder's
+    results, whoever is running them."""
+    asked = set(runtime.trial_numbers(config.num_trials)) | set(needed)
     folder = ModelDir.of(config)
     if not folder.exists():
-        return set(runtime.trial_numbers(config.num_trials))
+        return asked
     saved = folder.read_saved_config()
     if saved is not None and identity_lib.experiment_differences(
             saved, config.section("experiment")):
-        return set(runtime.trial_numbers(config.num_trials))
-    return set(runtime.trial_numbers(config.num_trials)) - (
-        folder.finished_trials())
+        return asked
+    return asked - folder.finished_trials()
+
+
+def _needed_teacher_trials(configs):
+    """{teacher model name: trials its students learn from}. A process
+    asked for some trials (--trials) also takes these, so that a student
+    never waits for a teacher trial no process will train."""
+    needed = {}
+    for config in configs:
+        for _, teacher in config.teachers:
+            needed.setdefault(teacher, set()).update(config.teacher_trials)
+    return needed
 
 
 def _teachers_ready(config):
@@ -135,12 +148,14 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     configs = recipe_configs(recipe, prefix, task_names, values, debug)
     for config in configs:  # every step is checked before the first trains
         runtime.validate(config)
+    needed = _needed_teacher_trials(configs)
     pending = list(configs)
     waited = False
     while pending:
         progressed = False
         for config in list(pending):
-            left = _trials_left(config, runtime)
+            extra = needed.get(config.model_name, set())
+            left = _trials_left(config, runtime, extra)
             if not left:
                 logging.info("%s: finished%s.", config.model_name,
                              "" if waited else " earlier; skipped")
@@ -155,8 +170,12 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                 continue  # other processes are on it
             logging.info("%s: training (%s).", config.model_name,
                          ",".join(config.task_names))
+            asked = set(runtime.trial_numbers(config.num_trials))
+            step_runtime = runtime if extra <= asked else (
+                dataclasses.replace(runtime, trials=tuple(sorted(
+                    asked | extra))))
             train_and_evaluate(config, strategy, verbose=verbose,
-                               runtime=runtime)
+                               runtime=step_runtime)
             progressed = True
         if pending and not progressed:
             if not waited:

@@ -40,6 +40,7 @@ from bam_tf.distribute import is_multi_worker
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.locking import Claim
+from bam_tf.locking import ClaimLostError
 from bam_tf.model import BamModel
 from bam_tf.model_dir import ModelDir
 from bam_tf.model_dir import ModelDirError
@@ -182,29 +183,49 @@ def _encoder(config, data, seed):
 
 def _encoder_fingerprint(config, pretrained_model=None):
     """The identity's encoder: a pretrained one is loaded to hash its
-    weights and tokenizer (so a moved or re-saved copy is the same run)."""
+    weights and tokenizer (so a moved or re-saved copy is the same run),
+    and checked against max_seq_length before anything is written."""
     if config.debug:
         return identity_lib.debug_encoder_fingerprint(config)
     encoder = encoders.load_encoder(pretrained_model or
                                     config.pretrained_model, config.bam_dir)
+    _check_position_limit(config, encoder)
     return identity_lib.encoder_fingerprint(encoder)
 
 
-def check_identity(folder, config, identity):
+def _check_position_limit(config, encoder):
+    if config.max_seq_length > encoder.position_limit:
+        raise RunError(
+            f"max_seq_length {config.max_seq_length} exceeds the encoder's "
+            f"position limit {encoder.position_limit} ({encoder.source}).")
+
+
+def check_identity(folder, config, identity, legacy_encoder=None):
     """Raises RunError when `folder` holds a run of another identity
     (`bam_tf.identity`): what decides the numbers differs. Paths, output
-    settings and the runtime may differ. Call under the folder's lock."""
+    settings and the runtime may differ. A folder holding nothing of
+    value (no finished trial, no checkpoint: a start that failed) takes
+    the new identity. Returns whether identity.json is to be (re)written.
+    Call under the folder's lock."""
     saved = folder.read_identity()
     if saved is None:
         legacy = folder.read_saved_config()
         if legacy is None:
-            return
-        saved = _legacy_identity(folder, legacy, config, identity)
+            return True
+        saved = _legacy_identity(folder, legacy, config, identity,
+                                 legacy_encoder)
     differ = identity_lib.differences(saved, identity)
     if identity["encoder"] is None:  # checked without the run's inputs
         differ = [d for d in differ if d.startswith("experiment.")]
     if not differ:
-        return
+        return folder.read_identity() is None
+    if not folder.finished_trials() and not _has_checkpoints(folder):
+        logging.warning(
+            "%s held a start of another run (differs in %s) that finished "
+            "no trial and left no checkpoint: it now holds this one.",
+            folder.path, ", ".join(differ))
+        shutil.rmtree(folder.file("logs"), ignore_errors=True)
+        return True
     old = identity_lib.experiment_as_read_now(saved.get("experiment", {}))
     new = identity_lib.experiment_as_read_now(identity["experiment"])
     shown = [f"{d} (saved {old[d[11:]]!r}, now {new[d[11:]]!r})"
@@ -215,17 +236,36 @@ def check_identity(folder, config, identity):
         "to replace the folder.")
 
 
-def _legacy_identity(folder, saved_config, config, identity):
+def _has_checkpoints(folder):
+    return bool(glob.glob(folder.file("checkpoints", "trial_*", "*.index"))
+                or glob.glob(folder.file("checkpoints", "*.weights.h5")))
+
+
+def _legacy_encoder(folder, config):
+    """For a folder written before identity.json whose encoder path is not
+    this run's: the fingerprint of the encoder at the saved path, where it
+    still exists (None otherwise). Computed before the folder is locked:
+    it loads a whole encoder."""
+    if config.debug or os.path.exists(folder.identity_path):
+        return None
+    saved = folder.read_saved_config() or {}
+    path = saved.get("pretrained_model")
+    if path and path != config.pretrained_model and os.path.isdir(path):
+        return _encoder_fingerprint(config, path)
+    return None
+
+
+def _legacy_identity(folder, saved_config, config, identity, encoder=None):
     """A folder written before identity.json: its experiment from
-    config.json; its encoder by path (by fingerprint where the saved path
-    still exists); data and teachers were not recorded, so they are taken
-    as they are now."""
+    config.json; its encoder by path, or by `encoder` (the fingerprint of
+    the saved path's encoder, where that still exists); data and teachers
+    were not recorded, so they are taken as they are now."""
     saved = dict(identity, experiment=config_lib.migrate(saved_config))
     path = saved_config.get("pretrained_model")
     if config.debug or path == config.pretrained_model:
         return saved
-    if path and os.path.isdir(path):
-        saved["encoder"] = _encoder_fingerprint(config, path)
+    if encoder is not None:
+        saved["encoder"] = encoder
     else:
         logging.warning(
             "%s was written before runs recorded their encoder's "
@@ -249,14 +289,19 @@ def check_model_dir(config, overwrite=False, identity=None, runtime=None):
                     "encoder": None, "data": {}, "teachers": {},
                     "init": None}
     trials = runtime.trial_numbers(config.num_trials)
+    if max(trials) > config.num_trials:
+        logging.info("--trials=%s goes past --num_trials=%d: the folder "
+                     "now holds %d trials.", ",".join(map(str, trials)),
+                     config.num_trials, max(trials))
+    legacy_encoder = (_legacy_encoder(folder, config)
+                      if identity["encoder"] is not None else None)
     with folder.lock():
-        check_identity(folder, config, identity)
+        write = check_identity(folder, config, identity, legacy_encoder)
         saved = folder.read_saved_config() or {}
         num_trials = max([config.num_trials, max(trials),
                           saved.get("num_trials", 1)]
                          + list(folder.finished_trials()))
-        if identity["encoder"] is not None and (
-                folder.read_identity() is None):
+        if write and identity["encoder"] is not None:
             folder.write_identity(identity)
         folder.write_config(config.replace(num_trials=num_trials))
         folder.record_start(config, runtime, trials)
@@ -478,15 +523,20 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
                 record = _run_trial(config, data, folder, trial,
                                     _trial_seed(config, trial), strategy,
                                     runtime, verbose, claim=claim)
-        except BaseException:
-            # Free for the next command at once (its checkpoints stay).
+            record["runtime"] = _record_runtime(strategy, runtime)
+            with folder.lock():
+                claim.check()
+                folder.merge_results([record])
+        except ClaimLostError as e:
+            # Paused past the claim timeout: the trial is another
+            # process's now; this one goes on with the next.
+            logging.warning("%s", e)
+            continue
+        finally:
+            # Free for the next command at once (a failed trial's
+            # checkpoints stay for it to resume from).
             with folder.lock():
                 claim.release()
-            raise
-        with folder.lock():
-            claim.check()
-            folder.merge_results([record])
-            claim.release()
         # The trial's record is safe: its training checkpoints can go.
         shutil.rmtree(folder.checkpoints_dir(trial), ignore_errors=True)
     if held:
@@ -495,6 +545,16 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
             "results.json gets them when they finish.", folder.path,
             sorted(held))
     return folder.read_results()
+
+
+def _record_runtime(strategy, runtime):
+    """How the trial was run, kept with its numbers: replicas and
+    micro-batches sum in another order, and micro-batches draw dropout
+    masks per micro-batch, so such trials agree to rounding, not bits."""
+    return {"strategy": runtime.strategy,
+            "replicas": int(strategy.num_replicas_in_sync),
+            "micro_batch_size": runtime.micro_batch_size,
+            "jit_compile": runtime.jit_compile}
 
 
 def _check_micro_batch_size(config, strategy, runtime):
@@ -563,13 +623,13 @@ def _unreadable(path):
 
 def _checkpoints_newest_first(directory):
     try:
+        # A damaged list is ignored (with TensorFlow's warning naming it).
         state = tf.train.get_checkpoint_state(directory)
         paths = list(state.all_model_checkpoint_paths) if state else []
-    except (tf.errors.OpError, ValueError) as e:  # a damaged index file
+    except (tf.errors.OpError, ValueError) as e:
         logging.warning("%s: unreadable checkpoint list (%s); looking for "
                         "checkpoint files instead.",
                         os.path.join(directory, "checkpoint"), e)
-        os.remove(os.path.join(directory, "checkpoint"))
         paths = []
     if not paths:
         paths = [p[:-len(".index")] for p in glob.glob(
@@ -618,10 +678,7 @@ def _run_trial(config, data, folder, trial, seed, strategy, runtime,
     # scope to be mirrored (and to get its optimizer slots beside it).
     with strategy.scope():
         encoder = _encoder(config, data, seed)
-    if config.max_seq_length > encoder.position_limit:
-        raise RunError(
-            f"max_seq_length {config.max_seq_length} exceeds the encoder's "
-            f"position limit {encoder.position_limit} ({encoder.source}).")
+    _check_position_limit(config, encoder)
     if data.train_features is None:
         data.featurize(encoder.tokenizer)
     if scratch is None:

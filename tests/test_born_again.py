@@ -183,3 +183,24 @@ def test_table_gathers_only_plain_single_task_models():
         row("p-sts-s2m-to-single", "sts", 99.0, False)]}
     last = recipes.format_table(table).splitlines()[-1]
     assert last.split()[-3:] == ["60.00", "80.00", "70.00"]
+
+
+def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
+        tmp_path, monkeypatch):
+    """--trials=2 on a recipe whose student learns from teacher trial 1:
+    the process trains teacher trial 1 too, rather than wait for a
+    process that may never come."""
+    calls = []
+
+    def fake_train(config, strategy=None, verbose=0, runtime=None):
+        trials = runtime.trial_numbers(config.num_trials)
+        calls.append((config.model_name, trials))
+        folder = check_model_dir(config, runtime=runtime)
+        folder.merge_results([{"trial": t, "seed": t, "avg": 1.0, "metrics":
+                               {n: {"score": 1.0} for n in config.task_names}}
+                              for t in trials])
+    monkeypatch.setattr(recipes, "train_and_evaluate", fake_train)
+    values = {"bam_dir": str(tmp_path), "num_trials": 2}
+    recipes.run_recipe("single_to_multi", "p", ["rte"], values, debug=True,
+                       runtime=Runtime(trials=(2,)), poll_secs=0.01)
+    assert calls == [("p-rte-single", [1, 2]), ("p-single-to-multi", [2])]

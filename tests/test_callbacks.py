@@ -68,10 +68,15 @@ def test_a_fit_epoch_across_two_epochs_is_refused(tmp_path):
         _fit_epoch(losses, model, 0, [1.0, 2.0, 3.0])
 
 
-def test_a_sums_file_of_another_run_is_named(tmp_path):
-    (tmp_path / "train_loss-4.json").write_text(json.dumps(
-        {"step": 4, "sums": [1.0], "counts": [4]}))
+@pytest.mark.parametrize("text", [
+    json.dumps({"step": 4, "sums": [1.0], "counts": [4]}),  # another run's
+    '{"step": 4, "sums": [1.0, ',  # cut short
+])
+def test_a_damaged_sums_file_is_named_and_treated_as_missing(tmp_path,
+                                                             caplog, text):
+    (tmp_path / "train_loss-4.json").write_text(text)
     losses = EpochLosses(str(tmp_path), epoch_steps=3, total_steps=5)
-    with pytest.raises(ValueError, match="train_loss-4.json: expected the "
-                       "loss sums of step 4 over 2 epochs"):
-        losses.restore(4)
+    assert losses.restore(4) is False
+    assert "train_loss-4.json" in caplog.text
+    assert "treated as missing" in caplog.text
+    assert losses.sums == [0.0, 0.0] and losses.counts == [0, 0]

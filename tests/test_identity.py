@@ -78,7 +78,9 @@ def test_config_paths_are_written_relative_to_the_bam_dir(tmp_path):
     assert folder.read_saved_config()["glue_dir"] == "./glue_data"
     folder.write_config(config)
     saved = folder.read_saved_config()
-    assert (saved["bam_dir"], saved["glue_dir"]) == (".", "../glue")
+    # Outside the BAM_DIR: absolute, as it does not move with it.
+    assert (saved["bam_dir"], saved["glue_dir"]) == (".", str(
+        tmp_path / "glue"))
     # Moved with its BAM_DIR, the folder reads its paths where it is now.
     shutil.move(str(tmp_path / "bam"), str(tmp_path / "moved"))
     moved = ModelDir(str(tmp_path / "moved"), "m").read_config()

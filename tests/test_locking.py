@@ -177,3 +177,28 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("a.json", "b.txt"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode
+
+
+def test_an_ended_unreaped_process_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = {"host": socket.gethostname(), "pid": child.pid,
+             "started": locking._start_ticks(child.pid)}
+    deadline = time.monotonic() + 60
+    while locking._stat_fields(child.pid)[0] != "Z":  # ended, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not locking.process_alive(owner)
+    child.wait()
+    assert not locking.process_alive(owner)
+    assert locking.process_alive(locking.this_process())
+
+
+def test_a_claim_from_another_machine_with_the_same_host_name_waits(
+        tmp_path):
+    """Two containers named alike: the other's pid means nothing here, so
+    its claim is judged by its heartbeat."""
+    path = tmp_path / "trial_1.json"
+    lock = FolderLock(str(tmp_path))
+    _claim_file(path, host=socket.gethostname(), pid=os.getpid() + 10 ** 6,
+                started=None, machine="another-boot/pid:[1]")
+    assert Claim.take(str(path), 600, lock) is None

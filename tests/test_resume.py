@@ -83,9 +83,42 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_glue, tmp_path,
     _assert_same_as(clean, killed)
 
 
-@pytest.mark.parametrize("damage", ["truncate_data", "truncate_index"])
+@pytest.mark.parametrize("damage", ["truncate_data", "truncate_index",
+                                    "remove_data", "damage_list"])
+def test_restore_skips_damaged_newest_checkpoints(tmp_path, caplog, damage):
+    import tensorflow as tf
+    variable = tf.Variable(0.0)
+    checkpoint = tf.train.Checkpoint(v=variable)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path),
+                                         max_to_keep=2)
+    for step in (1, 2):
+        variable.assign(float(step))
+        manager.save(checkpoint_number=step)
+    variable.assign(-1.0)
+    newest = tmp_path / ("ckpt-2.index" if damage == "truncate_index"
+                         else "ckpt-2.data-00000-of-00001")
+    if damage.startswith("truncate"):
+        with open(newest, "r+b") as f:
+            f.truncate(os.path.getsize(newest) // 2)
+    elif damage == "remove_data":
+        os.remove(newest)
+    else:  # the checkpoint list itself (its older entry still there)
+        (tmp_path / "checkpoint").write_text("not a checkpoint state {")
+    path = run.restore_newest_readable(checkpoint, str(tmp_path), trial=1)
+    if damage == "damage_list":  # found by its files: the newest is fine
+        assert path == str(tmp_path / "ckpt-2")
+        assert variable.numpy() == 2.0
+        # TensorFlow names the file it ignores.
+        assert f"{tmp_path / 'checkpoint'}: Checkpoint ignored" in (
+            caplog.text)
+        return
+    assert path == str(tmp_path / "ckpt-1") and variable.numpy() == 1.0
+    assert f"checkpoint {tmp_path / 'ckpt-2'} is damaged" in caplog.text
+
+
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
-        tiny_glue, tmp_path, clean, damage):
+        tiny_glue, tmp_path, clean):
+    damage = "truncate_index"  # "file is too short to be an sstable"
     result = _drive(tmp_path, tiny_glue, "after_second_checkpoint")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     folder = tmp_path / "models" / "resume" / "checkpoints" / "trial_1"

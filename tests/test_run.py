@@ -107,9 +107,17 @@ def test_loss_falls_dev_scores_logged(tiny_glue, tmp_path):
     assert len(acc.Tensors("avg")) == 20
 
 
+def _finish_trial_1(folder):
+    folder.merge_results([{"trial": 1, "seed": 1, "avg": 50.0,
+                           "metrics": {"rte": {"score": 50.0}}}])
+
+
 def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "same", ["rte"])
-    check_model_dir(config)
+    # A start that finished nothing (and left no checkpoint) holds
+    # nothing of value: another configuration takes the folder.
+    check_model_dir(config.replace(learning_rate=0.5))
+    _finish_trial_1(check_model_dir(config))
     check_model_dir(config.replace(num_trials=3))  # more trials: fine
     mdir = check_model_dir(config).path  # fewer: the saved count stays
     with open(os.path.join(mdir, "config.json")) as f:
@@ -117,7 +125,11 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     with pytest.raises(RunError, match=r"differs in experiment.learning_rate "
                        r"\(saved 0.003, now 1.0\)"):
         check_model_dir(config.replace(learning_rate=1.0))
-    check_model_dir(config.replace(learning_rate=1.0), overwrite=True)
+    # Settings of distillation change nothing while it is off.
+    check_model_dir(config.replace(distill_weight=1.0, teacher_trials="1,2",
+                                   teacher_annealing=False))
+    _finish_trial_1(check_model_dir(config.replace(learning_rate=1.0),
+                                    overwrite=True))
     # A folder written before an option existed (its key absent) is the
     # same run when the option keeps its default, not when it is set.
     path = os.path.join(mdir, "config.json")
@@ -144,7 +156,8 @@ def test_max_seq_length_over_position_limit(tmp_path, tiny_glue,
     with pytest.raises(RunError, match="max_seq_length 128 exceeds the "
                        "encoder's position limit 64"):
         train_and_evaluate(config, verbose=0)
-    assert not os.path.exists(tmp_path / "models" / "long" / "checkpoints")
+    # Found before the folder is written: the corrected command is free.
+    assert not os.path.exists(tmp_path / "models" / "long")
 
 
 def _backbone_weights(path):

@@ -103,8 +103,10 @@ def test_a_moved_folder_adds_trials_equal_to_one_run(tmp_path, tiny_glue,
     folder = _folder(tmp_path / "bam_b")
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
-    # Paths are kept relative to the BAM_DIR: no machine paths.
-    assert config["bam_dir"] == "." and config["glue_dir"] == "../glue_b"
+    # The BAM_DIR itself is ".": it is wherever the folder is. (A GLUE
+    # folder outside it stays absolute: it does not move with it.)
+    assert config["bam_dir"] == "."
+    assert config["glue_dir"] == str(tmp_path / "glue_b")
     assert config["num_trials"] == 2
     with open(os.path.join(folder, "runs.json")) as f:
         runs = json.load(f)["runs"]
@@ -295,7 +297,11 @@ def test_single_worker_multi_worker_trains_as_one_device(tmp_path,
     [record] = _records(tmp_path)
     np.testing.assert_allclose(record.pop("train_loss"),
                                reference[0]["train_loss"], rtol=1e-5)
-    expected = {k: v for k, v in reference[0].items() if k != "train_loss"}
+    assert record.pop("runtime") == {"strategy": "multi_worker",
+                                     "replicas": 1, "micro_batch_size": None,
+                                     "jit_compile": False}
+    expected = {k: v for k, v in reference[0].items()
+                if k not in ("train_loss", "runtime")}
     assert record == expected
 
 
