@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from bam_tf import identity as identity_lib
+from bam_tf import scoring
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
@@ -27,6 +28,7 @@ from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.model_dir import ModelDir
 from bam_tf.run import train_and_evaluate
+from bam_tf.tasks import get_tasks
 
 RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
            "multi_to_multi", "single_to_multi_to_single_to_multi")
@@ -258,8 +260,9 @@ def format_table(table):
             [task] = [c for c in row["scores"] if c != "avg"]
             singles[task] = row["scores"][task]
     if len(singles) == len(table["tasks"]) and len(singles) > 1:
-        avg = np.mean([v for t, v in singles.items() if t != "wnli"]
-                      or list(singles.values()))
+        # The same tasks as every model's average (not WNLI).
+        avg = np.mean([singles[t.name] for t in scoring.averaged_tasks(
+            get_tasks(table["tasks"]))])
         cells = [f"{singles[t]:8.2f}" for t in table["tasks"]]
         lines.append(f"{'single-task teachers':<{width}} {'':>6} "
                      + " ".join(cells + [f"{avg:8.2f}"]))

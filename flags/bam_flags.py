@@ -17,33 +17,100 @@ from bam_tf.config import RunConfig
 from bam_tf.config import Runtime
 from bam_tf.config import parse_trials
 
+# One line of help per configuration field; the default in force (and
+# what each preset sets) is added by `_help`.
 _HELP = {
-    "model_name": "Folder under BAM_DIR/models for this run's outputs.",
+    "model_name": "Folder under BAM_DIR/models for this run's outputs "
+                  "(born_again.py: the prefix of every model's name).",
     "bam_dir": "Root folder (glue_data/, pretrained_models/, models/).",
-    "task_names": "Comma-separated tasks, e.g. rte,mrpc,sts.",
-    "dropout_rate": "Dropout before each head (and inside the debug "
-                    "encoder; a pretrained one keeps its own).",
-    "glue_dir": "GLUE folder; default BAM_DIR/glue_data.",
+    "task_names": "Comma-separated tasks, e.g. rte,mrpc,sts (GLUE: cola, "
+                  "sst, mrpc, sts, qqp, mnli, qnli, rte, wnli; or your own, "
+                  "--task_modules).",
+    "glue_dir": "GLUE folder (default BAM_DIR/glue_data).",
     "data_source": "tsv (GLUE files) or tfds (TensorFlow Datasets glue/*).",
     "pretrained_model": "keras-hub preset, local folder (keras-hub, Hugging "
                         "Face or TF1 BERT checkpoint) or a name under "
                         "BAM_DIR/pretrained_models.",
-    "debug": "Tiny random encoder (the original's debug mode).",
-    "teachers": "task:teacher_model,... (with --distill).",
-    "teacher_trials": "Teacher trial(s) whose targets to use; several give "
-                      "an ensemble (mean).",
-    "distill_weight": "Teacher weight (1 - lambda) without annealing.",
-    "lr_decay": "Layer-wise learning-rate decay alpha.",
-    "task_weight_exponent": "Sample tasks in proportion to |D|^exponent.",
-    "task_loss_weights": "task:weight,... multiplies each example's loss "
-                         "by its task's weight (default 1; multi-task runs; "
-                         "not in the original).",
-    "max_train_examples": "Train on the first N examples of each task.",
+    "debug": "Tiny random encoder instead of --pretrained_model (the "
+             "original's debug mode).",
+    "debug_hidden_size": "Hidden size of the --debug encoder.",
+    "debug_num_layers": "Transformer layers of the --debug encoder.",
+    "debug_vocab_size": "WordPiece vocabulary size of the --debug encoder "
+                        "(learned from the training data).",
+    "max_seq_length": "Tokens per example after packing; longer pairs are "
+                      "truncated longest-first, as BERT does.",
     "padding": "buckets (similar lengths batched, padded to 16, 32, ...; "
                "CPU/GPU), longest (each batch to its longest), max_length "
                "(static shapes, TPU).",
-    "mixed_precision": "mixed_float16 (loss scaling) or mixed_bfloat16.",
+    "mixed_precision": "mixed_float16 (loss scaling) or mixed_bfloat16; "
+                       "unset: float32.",
+    "train_batch_size": "Training batch over all devices (paper: 32 single-"
+                        "task, 128 multi-task).",
+    "eval_batch_size": "Batch size for dev/test/train predictions (changes "
+                       "no score).",
+    "learning_rate": "Peak learning rate of the top layer (paper: 5e-5 "
+                     "single-task, 1e-4 multi-task, 1e-5 Table 3).",
+    "lr_decay": "Layer-wise learning-rate decay alpha: a layer at depth d "
+                "gets learning_rate * alpha^d.",
+    "num_train_epochs": "Training epochs (fractions allowed); one epoch is "
+                        "the sum of the tasks' training sizes.",
+    "warmup_proportion": "Share of steps of linear warm-up before linear "
+                         "decay to 0.",
+    "weight_decay_rate": "Decoupled weight decay (not on LayerNorm and "
+                         "biases).",
+    "clip_norm": "Gradients clipped to this global norm.",
+    "dropout_rate": "Dropout before each head (and inside the debug "
+                    "encoder; a pretrained one keeps its own).",
+    "task_weight_exponent": "Sample tasks in proportion to |D|^exponent "
+                            "(1.0 proportional, 0.0 uniform).",
+    "task_loss_weights": "task:weight,... multiplies each example's loss "
+                         "by its task's weight (default 1; multi-task runs; "
+                         "not in the original).",
+    "double_unordered": "Train on both orders of unordered pairs (MRPC, "
+                        "STS-B), as the original does.",
+    "max_train_examples": "Train on the first N examples of each task "
+                          "(quick runs).",
+    "distill": "Learn from the teachers' targets (--teachers).",
+    "teachers": "task:teacher_model,... (with --distill).",
+    "teacher_trials": "Teacher trial(s) whose targets to use; several give "
+                      "an ensemble (mean).",
+    "teacher_annealing": "lambda rises from 0 to 1 over training (target = "
+                         "lambda * gold + (1 - lambda) * teacher); off: "
+                         "lambda fixed at 1 - --distill_weight.",
+    "distill_weight": "Teacher weight (1 - lambda) without annealing.",
+    "distill_temperature": "Knowledge-distillation temperature (the paper: "
+                           "1).",
+    "init_from_model": "Table 3: start from this model folder's trained "
+                       "encoder and shared heads.",
+    "init_from_trial": "Which trial of --init_from_model to start from.",
+    "num_trials": "Trials (seeds) the folder holds; trial i uses seed + i "
+                  "- 1.",
+    "seed": "Seed of trial 1.",
+    "n_writes_distill": "The first N trials write training-set predictions "
+                        "(the targets of later students).",
+    "n_writes_test": "The first N trials write dev and test predictions and "
+                     "GLUE files.",
+    "eval_each_epoch": "Dev scores to the log and TensorBoard after every "
+                       "epoch.",
+    "cache_features": "Reuse tokenized features under BAM_DIR/cache.",
 }
+
+
+def _help(field):
+    """The field's help, the default in force, and what presets set."""
+    text = _HELP[field.name]
+    default = field.default
+    if default is dataclasses.MISSING:
+        return text + " Required."
+    if isinstance(default, tuple):
+        default = ",".join(str(x) for x in default) or "none"
+    if default is not None:
+        text += f" Default: {default}"
+    by_preset = [f"{name} {PRESETS[name][field.name]}"
+                 for name in sorted(PRESETS) if field.name in PRESETS[name]]
+    if by_preset:
+        text += f" (--preset: {', '.join(by_preset)})"
+    return text if text.endswith(".") else text + "."
 
 
 def _flag_type(field):
@@ -53,56 +120,62 @@ def _flag_type(field):
     return kind
 
 
-def define_flags():
+def define_flags(flag_values=flags.FLAGS):
+    fv = {"flag_values": flag_values}
     for field in dataclasses.fields(RunConfig):
         kind = _flag_type(field)
-        help_text = _HELP.get(field.name, field.name.replace("_", " ") + ".")
+        help_text = _help(field)
         if kind is bool:
-            flags.DEFINE_boolean(field.name, None, help_text)
+            flags.DEFINE_boolean(field.name, None, help_text, **fv)
         elif kind is int:
-            flags.DEFINE_integer(field.name, None, help_text)
+            flags.DEFINE_integer(field.name, None, help_text, **fv)
         elif kind is float:
-            flags.DEFINE_float(field.name, None, help_text)
+            flags.DEFINE_float(field.name, None, help_text, **fv)
         else:  # str and the comma-separated tuple fields
-            flags.DEFINE_string(field.name, None, help_text)
-    flags.DEFINE_enum("preset", None, sorted(PRESETS),
-                      "Named hyperparameter preset, applied under any flag "
-                      "given explicitly.")
+            flags.DEFINE_string(field.name, None, help_text, **fv)
+    flags.DEFINE_multi_enum(
+        "preset", [], sorted(PRESETS),
+        "Named hyperparameter preset(s), applied in order, each under every "
+        "flag given explicitly, whatever the order on the command line "
+        "(flags/*.cfg hold nothing but a --preset): "
+        + "; ".join(f"{name}: " + ", ".join(
+            f"{k}={v}" for k, v in PRESETS[name].items())
+            for name in sorted(PRESETS)) + ".", **fv)
     flags.DEFINE_boolean("overwrite", False,
-                         "Delete the model folder and start afresh.")
+                         "Delete the model folder and start afresh.", **fv)
     flags.DEFINE_enum("strategy", "default", STRATEGIES,
                       "Hardware: one device, local GPUs, multi-worker "
-                      "(TF_CONFIG) or TPU.")
-    flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).")
+                      "(TF_CONFIG) or TPU.", **fv)
+    flags.DEFINE_string("tpu", None, "TPU name or address (--strategy=tpu).", **fv)
     flags.DEFINE_integer("save_checkpoints_steps", None,
-                         "Checkpoint every N steps (default: by time).")
+                         "Checkpoint every N steps (default: by time).", **fv)
     flags.DEFINE_float("save_checkpoints_secs", 300.0,
-                       "Checkpoint every so many seconds of training.")
+                       "Checkpoint every so many seconds of training.", **fv)
     flags.DEFINE_boolean("jit_compile", False,
                          "XLA-compile the training step (one program per "
                          "shape: use with --padding=buckets or "
-                         "max_length).")
+                         "max_length).", **fv)
     flags.DEFINE_integer("steps_per_execution", 1,
                          "Training steps per call into the device (the "
-                         "original's iterations_per_loop).")
+                         "original's iterations_per_loop).", **fv)
     flags.DEFINE_string("trials", None,
                         "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
                         "(default: every unfinished trial of "
                         "1..num_trials that no live process holds). Copies "
                         "of one command on many GPUs or machines share the "
-                        "trials out either way.")
+                        "trials out either way.", **fv)
     flags.DEFINE_float("claim_timeout_secs", 600.0,
                        "A trial claimed by a process on another host whose "
                        "heartbeat is older than this is taken over (on the "
-                       "same host: as soon as that process is gone).")
+                       "same host: as soon as that process is gone).", **fv)
     flags.DEFINE_integer("micro_batch_size", None,
                          "Gradient accumulation, for memory: each replica "
                          "runs its share of a training batch through the "
                          "network this many examples at a time and makes "
                          "one update from the summed gradients (the same "
                          "batches, steps and schedule as without it). Must "
-                         "divide train_batch_size / replicas.")
-    define_task_modules_flag()
+                         "divide train_batch_size / replicas.", **fv)
+    define_task_modules_flag(flag_values)
 
 
 def runtime(flag_values=None):
@@ -165,10 +238,10 @@ def command_line(config, run_time=None, trial=None,
     return " ".join(shlex.quote(w) for w in words)
 
 
-def define_task_modules_flag():
+def define_task_modules_flag(flag_values=flags.FLAGS):
     flags.DEFINE_list("task_modules", [],
                       "Python files that define and register your own tasks "
-                      "(README, 'Your own task').")
+                      "(README, 'Your own task').", flag_values=flag_values)
 
 
 def import_task_modules(paths):
@@ -188,11 +261,10 @@ def config_values(flag_values=None, presets=()):
     user set (a flagfile counts as set)."""
     flag_values = flag_values or flags.FLAGS
     values = {}
-    names = list(presets)
-    if flag_values["preset"].value:
-        names.append(flag_values["preset"].value)
-    for name in names:
+    for name in list(presets) + list(flag_values["preset"].value or []):
         values.update(PRESETS[name])
+    # A flag the user set (on the line or in a flagfile) always wins over
+    # a preset: presets only fill in what was not given.
     for field in dataclasses.fields(RunConfig):
         flag = flag_values[field.name]
         if flag.present or flag.value is not None:

@@ -28,6 +28,8 @@ from bam_tf.recipes import run_recipe
 from flags import bam_flags
 
 bam_flags.define_flags()
+# --help lists the run's flags, not only this file's.
+flags.adopt_module_key_flags(bam_flags)
 flags.DEFINE_enum("recipe", "single_to_multi", RECIPES, "Which recipe.")
 flags.DEFINE_boolean(
     "print_commands", False,

@@ -21,6 +21,8 @@ from bam_tf.run import train_and_evaluate
 from flags import bam_flags
 
 bam_flags.define_flags()
+# --help lists the run's flags, not only this file's.
+flags.adopt_module_key_flags(bam_flags)
 FLAGS = flags.FLAGS
 
 

@@ -204,3 +204,14 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     recipes.run_recipe("single_to_multi", "p", ["rte"], values, debug=True,
                        runtime=Runtime(trials=(2,)), poll_secs=0.01)
     assert calls == [("p-rte-single", [1, 2]), ("p-single-to-multi", [2])]
+
+
+def test_table_averages_the_teachers_as_the_models_average():
+    row = lambda name, task, score: {
+        "name": name, "n_trials": 1, "single_task": True,
+        "scores": {task: score, "avg": score}}
+    table = {"tasks": ["rte", "wnli", "sts"], "models": [
+        row("p-rte-single", "rte", 60.0), row("p-wnli-single", "wnli", 10.0),
+        row("p-sts-single", "sts", 80.0)]}
+    last = recipes.format_table(table).splitlines()[-1]
+    assert last.split()[-4:] == ["60.00", "10.00", "80.00", "70.00"]

@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -97,28 +100,51 @@ def test_teacher_parsing_errors():
         parse_teachers("rte:a,rte:b")
 
 
-def _flagfile_values(name):
-    values = {}
-    with open(os.path.join(REPO, "flags", name + ".cfg")) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, _, value = line[2:].partition("=")
-            values[key] = value
-    return values
+def _parsed(*argv):
+    from absl import flags
+    from flags import bam_flags
+    flag_values = flags.FlagValues()
+    bam_flags.define_flags(flag_values)
+    flag_values(["prog", *argv])
+    return bam_flags.config_values(flag_values)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_flagfiles_match_named_presets(name):
-    values = _flagfile_values(name)
-    preset = PRESETS[name]
-    assert set(values) == set(preset)
-    for key, value in preset.items():
-        if isinstance(value, bool):
-            assert values[key] == ""  # --debug
-        else:
-            assert type(value)(values[key]) == value, key
+def test_flagfiles_name_their_preset_and_hold_no_copy(name):
+    path = os.path.join(REPO, "flags", name + ".cfg")
+    with open(path) as f:
+        lines = [line.strip() for line in f
+                 if line.strip() and not line.startswith("#")]
+    assert lines == [f"--preset={name}"]
+    assert _parsed(f"--flagfile={path}") == PRESETS[name]
+
+
+def test_a_typed_flag_beats_a_preset_whatever_the_order():
+    cfg = os.path.join(REPO, "flags", "single_task.cfg")
+    for argv in (["--num_train_epochs=1", f"--flagfile={cfg}"],
+                 [f"--flagfile={cfg}", "--num_train_epochs=1"],
+                 ["--num_train_epochs=1", "--preset=single_task"]):
+        assert _parsed(*argv) == {**PRESETS["single_task"],
+                                  "num_train_epochs": 1.0}, argv
+    # Presets apply in order, each under the typed flags.
+    assert _parsed("--preset=multi_task", "--preset=debug",
+                   "--learning_rate=0.5") == {
+        **PRESETS["multi_task"], **PRESETS["debug"], "learning_rate": 0.5}
+
+
+def test_help_lists_the_run_flags_with_their_defaults():
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "run_classifier.py"),
+         "--help"], capture_output=True, text=True, timeout=300)
+    text = " ".join(result.stdout.split())  # (absl's --help exits 1)
+    assert "--learning_rate: Peak learning rate of the top layer" in text
+    assert ("Default: 0.0001 (--preset: debug 0.001, multi_task 0.0001, "
+            "single_task 5e-05, single_task_finetune 1e-05)") in text
+    assert "--model_name: Folder under BAM_DIR/models" in text
+    assert "--trials: Run only these trial numbers" in text
+    for field in dataclasses.fields(RunConfig):  # every field, real text
+        assert f"--{field.name}: " in text or (
+            f"--[no]{field.name}: " in text), field.name
 
 
 def test_paper_hyperparameters():

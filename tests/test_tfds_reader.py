@@ -54,3 +54,20 @@ def test_repeated_ids_and_bad_labels_are_errors():
     with tfds.testing.mock_data(as_dataset_fn=_fake_glue([0, 1], [0, 5])):
         with pytest.raises(DataError, match=r"idx 1: label 5 is not one"):
             load_split(get_task("rte"), "train", data_source="tfds")
+
+
+def test_a_users_task_with_a_tfds_name_loads():
+    """A task outside GLUE's table: its label_list is TFDS's order."""
+    from bam_tf.tasks import SplitFormat, Task, register_task
+    task = register_task(Task(
+        name="my_pairs", folders=("my_pairs",),
+        splits={"train": SplitFormat("train.tsv", 3, 0, 1, label=2),
+                "dev": SplitFormat("dev.tsv", 3, 0, 1, label=2)},
+        label_list=("no", "yes"), tfds_name="glue/rte",
+        tfds_text_keys=("sentence1", "sentence2")), overwrite=True)
+    with tfds.testing.mock_data(as_dataset_fn=_fake_glue([1, 0, 2],
+                                                         [1, 0, 1])):
+        examples = load_split(task, "train", data_source="tfds")
+    assert examples.eids.tolist() == [0, 1, 2]
+    assert [task.label_list[i] for i in examples.labels] == ["no", "yes",
+                                                             "yes"]

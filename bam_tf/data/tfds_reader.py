@@ -5,7 +5,6 @@ import numpy as np
 
 from bam_tf.data.examples import DataError
 from bam_tf.data.examples import Examples
-from bam_tf.tasks.glue import TFDS_LABEL_NAMES
 
 _DEFAULT_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
@@ -65,7 +64,9 @@ def read_tfds_split(task, split, data_dir=None):
                     f"{where}, idx {eids[bad[0]]}: label {labels[bad[0]]} "
                     f"is not in [{lo}, {hi}].")
         else:
-            names = TFDS_LABEL_NAMES[task.name]
+            # TFDS's integer labels name these strings (a user's task
+            # whose TFDS order is its label_list needs no table).
+            names = task.tfds_label_names or task.label_list
             bad = np.nonzero((raw < 0) | (raw >= len(names)))[0]
             if len(bad):
                 raise DataError(

@@ -80,6 +80,8 @@ MNLI = register_task(Task(
                       "test_mismatched": "MNLI-mm.tsv",
                       "diagnostic": "AX.tsv"},
     tfds_name="glue/mnli", tfds_text_keys=("premise", "hypothesis"),
+    # TFDS's ClassLabel order (checked against the TFDS glue builder).
+    tfds_label_names=("entailment", "neutral", "contradiction"),
     tfds_splits={"dev_matched": "validation_matched",
                  "dev_mismatched": "validation_mismatched",
                  "test_matched": "test_matched",
@@ -108,12 +110,3 @@ WNLI = register_task(Task(
     test_splits=("test",), submission_files={"test": "WNLI.tsv"},
     tfds_name="glue/wnli", tfds_text_keys=("sentence1", "sentence2"),
     in_glue_average=False))
-
-# TFDS stores labels as integers in its own order; these are the label
-# strings of `label_list` in TFDS's order (checked against the TFDS glue
-# builder's ClassLabel names).
-TFDS_LABEL_NAMES = {
-    "cola": _BINARY, "sst": _BINARY, "mrpc": _BINARY, "qqp": _BINARY,
-    "wnli": _BINARY, "rte": _NLI2, "qnli": _NLI2,
-    "mnli": ("entailment", "neutral", "contradiction"),
-}

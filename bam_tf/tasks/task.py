@@ -54,6 +54,8 @@ class Task:
         tfds_name: the TFDS builder config (`glue/rte`) or None.
         tfds_splits: split -> TFDS split name.
         tfds_text_keys: TFDS feature names of text a and text b.
+        tfds_label_names: the label strings in the order of TFDS's integer
+            labels, where that order is not `label_list`'s (None: the same).
         in_glue_average: whether the GLUE average counts it (not WNLI).
 
     Example:
@@ -80,6 +82,7 @@ class Task:
     tfds_name: Optional[str] = None
     tfds_splits: dict = dataclasses.field(default_factory=dict)
     tfds_text_keys: tuple = ()
+    tfds_label_names: Optional[tuple] = None
     in_glue_average: bool = True
 
     def __post_init__(self):
