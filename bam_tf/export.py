@@ -30,8 +30,10 @@ class ExportError(BamError):
     pass
 
 
-def load_trained_model(model_dir, trial=1):
-    """(model, tokenizer, config, tasks) of a model folder's trial."""
+def load_trained_model(model_dir, trial=1, pretrained_model=None):
+    """(model, tokenizer, config, tasks) of a model folder's trial.
+    `pretrained_model` names the encoder (its architecture and tokenizer)
+    where it is no longer where the run found it."""
     folder = ModelDir(os.path.dirname(os.path.dirname(
         os.path.abspath(model_dir))), os.path.basename(
             os.path.normpath(model_dir)))
@@ -41,6 +43,8 @@ def load_trained_model(model_dir, trial=1):
             raise ExportError(f"{path} not found; train the model (trial "
                               f"{trial}) first.")
     config = folder.read_config()
+    if pretrained_model and not config.debug:
+        config = config.replace(pretrained_model=pretrained_model)
     tasks = get_tasks(config.task_names)
     vocabulary = None
     if config.debug:  # the debug vocabulary was learned from the data
@@ -139,14 +143,15 @@ class _Server(tf.Module):
         return outputs
 
 
-def export_model(model_dir, export_dir, trial=1):
+def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
     """Writes the SavedModel (signatures `serving_default` = predict and
     `predict_all`), `model.keras` and `bam_tasks.json` to `export_dir`.
 
     Signatures take `text_a` and `text_b` (string [batch]; text_b is ignored
     by one-text tasks) and, for `serving_default`, `task` (string scalar).
     """
-    model, tokenizer, config, tasks = load_trained_model(model_dir, trial)
+    model, tokenizer, config, tasks = load_trained_model(
+        model_dir, trial, pretrained_model)
     server = _Server(model, tokenizer, tasks, config.max_seq_length)
     texts = tf.TensorSpec([None], tf.string)
     tokenizer(tf.constant(["build"]))  # tracked layers must be built

@@ -234,7 +234,8 @@ def _with_predictions(bam_dir, folder, task, split, trial_numbers):
             [n for n in trial_numbers if not found[n]])
 
 
-def _split_outputs(bam_dir, name, task, trial_numbers, split):
+def _split_outputs(bam_dir, name, task, trial_numbers, split,
+                   glue_dir_override=None):
     """Per-trial outputs on `split` ("dev": the task's first dev split;
     "train": the training set as the run read it, e.g. unordered pairs in
     both orders): logits for classification, predictions on the label
@@ -242,21 +243,23 @@ def _split_outputs(bam_dir, name, task, trial_numbers, split):
     in the same order. Each trial must have its predictions file
     (`_with_predictions` says which do).
 
+    `glue_dir_override`: the GLUE folder, where it is no longer where the
+    run read it (a BAM_DIR moved to another machine).
+
     Returns:
         (labels, [outputs of each trial, in the order given]).
     """
     config = ModelDir(bam_dir, name).read_config()
+    data_dir = glue_dir_override or glue_dir(config)
     split_name = _split_name(task, split)
     paths = [_predictions_file(bam_dir, name, task, split, number)
              for number in trial_numbers]
     if split == "train":
-        examples = load_split(task, "train", glue_dir(config),
-                              config.data_source,
+        examples = load_split(task, "train", data_dir, config.data_source,
                               double_unordered=config.double_unordered,
                               max_examples=config.max_train_examples)
     else:
-        examples = load_split(task, split_name, glue_dir(config),
-                              config.data_source)
+        examples = load_split(task, split_name, data_dir, config.data_source)
     order = np.argsort(examples.eids, kind="stable")
     eids, hashes = examples.eids[order], text_hashes(examples)[order]
     outputs = []
@@ -276,7 +279,7 @@ def _split_outputs(bam_dir, name, task, trial_numbers, split):
     return examples.labels[order], outputs
 
 
-def _split_trials(bam_dir, label, trials, folders, split):
+def _split_trials(bam_dir, label, trials, folders, split, glue_dir=None):
     """The finished trials rescored on `split` from their predictions
     files, each task from the folder that holds it. Runs write training-set
     predictions for their first `n_writes_distill` trials only: a trial
@@ -302,7 +305,7 @@ def _split_trials(bam_dir, label, trials, folders, split):
         # One read of each task's split for all trials: training sets
         # (MNLI's 393k pairs) are not small.
         per_task = {name: _split_outputs(bam_dir, folder, get_task(name),
-                                         complete, split)
+                                         complete, split, glue_dir)
                     for name, folder in folders.items()}
         for k, number in enumerate(complete):
             metrics = {name: scoring.score_split(get_task(name), labels,
@@ -319,7 +322,7 @@ def _split_trials(bam_dir, label, trials, folders, split):
     return rescored, missing
 
 
-def _dev_predictions(bam_dir, folder, task, trial_numbers):
+def _dev_predictions(bam_dir, folder, task, trial_numbers, glue_dir=None):
     """The task's dev predictions as the bootstrap scores them (classes
     from logits, regression values as they are).
 
@@ -331,7 +334,7 @@ def _dev_predictions(bam_dir, folder, task, trial_numbers):
                                          trial_numbers)
     if not present:
         return None, missing
-    dev = _split_outputs(bam_dir, folder, task, present, "dev")
+    dev = _split_outputs(bam_dir, folder, task, present, "dev", glue_dir)
     if not task.is_regression:
         dev = dev[0], [o.argmax(-1) for o in dev[1]]
     return dev, missing
@@ -363,7 +366,7 @@ def _average_bootstrap(parts, model_a, model_b, samples, seed):
 
 
 def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
-                 split="dev"):
+                 split="dev", glue_dir=None):
     """The report as a dict (see scripts/report.py for its layout).
 
     `model_names` are model folders, or "LABEL=a+b+..." rows joining
@@ -381,7 +384,10 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
     under-fitting from over-fitting. Only the Mann-Whitney U test runs
     then: the bootstrap asks whether a difference would hold on other
     examples of the task, which is the dev set's question, not the
-    training set's."""
+    training set's.
+
+    `glue_dir` reads the GLUE files from there instead of where each run
+    read them (its config.json): for folders moved to another machine."""
     if split not in SPLITS:
         raise ReportError(f"split {split!r}: expected one of {SPLITS}.")
     trials, folders, left_out, no_predictions = {}, {}, {}, {}
@@ -397,7 +403,8 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
                 bam_dir, members)
         if split != "dev":
             trials[label], no_predictions[label] = _split_trials(
-                bam_dir, label, trials[label], folders[label], split)
+                bam_dir, label, trials[label], folders[label], split,
+                glue_dir)
     model_names = list(trials)
     models = {}
     tasks = []
@@ -428,7 +435,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
             folder = folders[name][column]
             dev_predictions[name, column], missing = _dev_predictions(
                 bam_dir, folder, get_task(column),
-                [t["trial"] for t in trials[name]])
+                [t["trial"] for t in trials[name]], glue_dir)
             if missing:
                 # Runs write dev predictions for their first n_writes_test
                 # trials, and files can be lost: the bootstrap then tests

@@ -21,6 +21,9 @@ flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_string("model_name", None, "Model folder under BAM_DIR/models.")
 flags.DEFINE_integer("trial", 1, "Which trial's weights.")
 flags.DEFINE_string("export_dir", None, "Where to write the export.")
+flags.DEFINE_string("pretrained_model", None,
+                    "The run's encoder, where it is no longer where the run "
+                    "found it (default: the path in its config.json).")
 flags.mark_flags_as_required(["bam_dir", "model_name", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -31,7 +34,7 @@ def main(argv):
     try:
         path = export_model(
             os.path.join(FLAGS.bam_dir, "models", FLAGS.model_name),
-            FLAGS.export_dir, FLAGS.trial)
+            FLAGS.export_dir, FLAGS.trial, FLAGS.pretrained_model)
     except BamError as e:
         sys.exit(f"error: {e}")
     print(f"exported {path}")

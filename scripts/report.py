@@ -38,6 +38,10 @@ flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 flags.DEFINE_enum("split", "dev", ["dev", "train"],
                   "Score on the dev set (from results.json) or on the "
                   "training set (from the train predictions files).")
+flags.DEFINE_string("glue_dir", None,
+                    "GLUE folder to read dev/train labels from (default: "
+                    "where each run read them, its config.json): for "
+                    "model folders moved to another machine.")
 flags.DEFINE_string("output_json", None, "Write the report as JSON.")
 flags.DEFINE_string("markdown", None, "Write the report as Markdown.")
 flags.mark_flags_as_required(["bam_dir", "model_names"])
@@ -50,7 +54,7 @@ def main(argv):
     try:
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
                               FLAGS.bootstrap_samples, FLAGS.seed,
-                              FLAGS.split)
+                              FLAGS.split, FLAGS.glue_dir)
     except BamError as e:
         sys.exit(f"error: {e}")
     text = format_markdown(report)

@@ -18,6 +18,7 @@ from bam_tf.outputs import write_predictions
 from bam_tf.tasks import get_task
 
 from conftest import REPO
+from conftest import SHARED_GLUE
 from conftest import debug_config
 
 
@@ -387,3 +388,19 @@ def test_average_bootstrap_does_not_depend_on_the_task_order(
     assert columns == ["rte", "cola"] and 1 / 201 < p < 1
     assert average_p(["cola", "rte"], ["a", "b"]) == (["cola", "rte"], p)
     assert average_p(["rte", "cola"], ["b", "a"])[1] == p
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_GLUE),
+                    reason="needs ../shared/glue_data")
+def test_committed_report_is_rebuilt_identically_from_its_folders():
+    """The committed folders (written by an earlier version, on another
+    machine, their configs naming its paths) report as they did, with the
+    GLUE folder given where it now is."""
+    part = os.path.join(REPO, "docs", "results", "part13")
+    with open(os.path.join(part, "report.json")) as f:
+        committed = json.load(f)
+    rebuilt = report.build_report(
+        part, ["single=minilm-rte-single+minilm-mrpc-single+"
+               "minilm-sts-single+minilm-cola-single", "minilm-multi",
+               "minilm-single-to-multi"], glue_dir=SHARED_GLUE)
+    assert json.loads(json.dumps(rebuilt)) == committed
