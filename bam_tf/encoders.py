@@ -153,19 +153,20 @@ def load_encoder(pretrained_model, bam_dir=None, dtype=None):
 
 
 def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
-                        num_layers=2, max_sequence_length=128, seed=1,
+                        num_layers=2, max_sequence_length=128,
                         vocabulary=None, dtype=None, dropout=0.1):
     """A tiny random BERT and a WordPiece vocabulary learned from `texts`
     (or the given `vocabulary`, e.g. the one of a run it continues).
 
     The vocabulary is computed from the given texts only, so the same data
-    gives the same vocabulary (and the feature cache stays valid).
+    gives the same vocabulary (and the feature cache stays valid). The
+    weights are drawn from Keras's global generator: the caller seeds it
+    (a trial does, once, at its start); building reseeds nothing.
     """
     vocab = list(vocabulary) if vocabulary else debug_vocabulary(
         texts, vocabulary_size)
     tokenizer = keras_hub.models.BertTokenizer(
         vocabulary=vocab, lowercase=True)
-    keras.utils.set_random_seed(seed)
     num_heads = max(1, hidden_size // 32)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocab), num_layers=num_layers,

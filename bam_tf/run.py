@@ -155,30 +155,31 @@ def _check_init_source(config):
     return identity_lib.file_fingerprint(weights)
 
 
-def build_encoder(config, seed=1, texts=(), vocabulary=None):
+def build_encoder(config, texts=(), vocabulary=None):
     """The run's encoder: pretrained (its dropout as its checkpoint sets
     it), or the debug encoder (vocabulary learned from `texts`, or the given
-    one; dropout_rate inside it as in the heads)."""
+    one; dropout_rate inside it as in the heads). Random draws (the debug
+    weights, dropout's seeds) come from Keras's global generator, which the
+    caller seeds: building reseeds nothing."""
     if config.debug:
         return encoders.build_debug_encoder(
             texts, config.debug_vocab_size, config.debug_hidden_size,
             config.debug_num_layers,
-            max_sequence_length=max(128, config.max_seq_length), seed=seed,
+            max_sequence_length=max(128, config.max_seq_length),
             vocabulary=vocabulary, dtype=config.mixed_precision,
             dropout=config.dropout_rate)
-    keras.utils.set_random_seed(seed)
     return encoders.load_encoder(config.pretrained_model, config.bam_dir,
                                  dtype=config.mixed_precision)
 
 
-def _encoder(config, data, seed):
+def _encoder(config, data):
     vocabulary = None
     if config.debug and config.init_from_model:
         # The debug vocabulary is learned from the data: take the one the
         # source model was trained with.
         with open(_source(config).vocab_path, encoding="utf-8") as f:
             vocabulary = f.read().splitlines()
-    return build_encoder(config, seed, data.vocabulary_texts(), vocabulary)
+    return build_encoder(config, data.vocabulary_texts(), vocabulary)
 
 
 def _encoder_fingerprint(config, pretrained_model=None):
@@ -677,7 +678,8 @@ def _run_trial(config, data, folder, trial, seed, strategy, runtime,
     # Every variable, the encoder's too, must be made under the strategy's
     # scope to be mirrored (and to get its optimizer slots beside it).
     with strategy.scope():
-        encoder = _encoder(config, data, seed)
+        # Seeded by the trial's set_random_seed above, nothing between.
+        encoder = _encoder(config, data)
     _check_position_limit(config, encoder)
     if data.train_features is None:
         data.featurize(encoder.tokenizer)

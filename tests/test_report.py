@@ -404,3 +404,20 @@ def test_committed_report_is_rebuilt_identically_from_its_folders():
                "minilm-sts-single+minilm-cola-single", "minilm-multi",
                "minilm-single-to-multi"], glue_dir=SHARED_GLUE)
     assert json.loads(json.dumps(rebuilt)) == committed
+
+
+def test_report_help_loads_no_tensorflow():
+    """report.py is numpy and scipy work: its --help (and the report) must
+    not wait for TensorFlow, Keras and the training stack to load."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime",
+         os.path.join(REPO, "scripts", "report.py"), "--help"],
+        capture_output=True, text=True, timeout=120)
+    assert "paired" in result.stdout  # the help was printed
+    imported = [line.rsplit("|", 1)[-1].strip()
+                for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "bam_tf.report" in imported
+    heavy = [m for m in imported if m.split(".")[0] in (
+        "tensorflow", "keras", "keras_hub", "tensorflow_datasets")]
+    assert heavy == []

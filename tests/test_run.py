@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bam_tf.io_utils import atomic_write_json
+from bam_tf.outputs import read_predictions
 from bam_tf.run import RunError
 from bam_tf.run import check_model_dir
 from bam_tf.run import train_and_evaluate
@@ -251,3 +252,31 @@ def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
         live.wait()
     check_model_dir(config, overwrite=True)  # its process is gone
     assert not os.path.exists(folder.claim_path(1))
+
+
+def test_a_tiny_run_computes_what_it_computed_before(tiny_glue, tmp_path):
+    """Refactors change no number: the scores, training losses and dev
+    outputs of a tiny run, as bam-tf computed them before the run-folder
+    and renovation work (tests/data/pinned_tiny_run.json, written by the
+    code of commit 9732de3; the same to the last digit on this machine).
+    To rounding here, since other CPUs sum in other orders."""
+    with open(os.path.join(REPO, "tests", "data",
+                           "pinned_tiny_run.json")) as f:
+        pinned = json.load(f)
+    config = debug_config(tmp_path, tiny_glue, "pin", ["rte", "sts"],
+                          padding="max_length", num_train_epochs=2,
+                          n_writes_test=1, n_writes_distill=0)
+    [trial] = train_and_evaluate(config, verbose=0)["trials"]
+    out = tmp_path / "models" / "pin" / "outputs"
+    rte = read_predictions(str(out / "rte_dev_predictions_1.npz"))
+    sts = read_predictions(str(out / "sts_dev_predictions_1.npz"))
+    np.testing.assert_allclose(rte["logits"][np.argsort(rte["eid"])],
+                               pinned["rte_dev_logits"], atol=1e-4)
+    np.testing.assert_allclose(sts["predictions"][np.argsort(sts["eid"])],
+                               pinned["sts_dev_predictions"], atol=1e-4)
+    np.testing.assert_allclose(trial["train_loss"], pinned["train_loss"],
+                               rtol=1e-5)
+    for task, metrics in pinned["metrics"].items():
+        for name, value in metrics.items():
+            assert trial["metrics"][task][name] == pytest.approx(
+                value, abs=1e-3), (task, name)
