@@ -93,20 +93,21 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         self.lr_multipliers = dict(lr_multipliers or {})
         self.weight_decay_rate = float(weight_decay_rate)
         self.jit_update = bool(jit_update)
-        self._jit_apply = None  # (variables, compiled update)
+        self._jit_apply = None  # (variable ids, compiled update)
 
     def apply(self, grads, trainable_variables=None):
         if not (self.jit_update and self.built and trainable_variables
                 is not None and not tf.distribute.has_strategy()):
             return super().apply(grads, trainable_variables)
         variables = list(trainable_variables)
-        # The compiled update is bound to these very variables (kept alive
-        # by it): compared by identity, not by an id that could be reused.
-        cached = self._jit_apply
-        if cached is None or len(cached[0]) != len(variables) or any(
-                a is not b for a, b in zip(cached[0], variables)):
+        # Keyed on ids, not on the variables: a list of variables held by
+        # the optimizer would be tracked as its own (and saved with it).
+        # The ids cannot be reused by other variables while the compiled
+        # update, which captures these, is cached.
+        key = tuple(id(v) for v in variables)
+        if self._jit_apply is None or self._jit_apply[0] != key:
             parent = super().apply
-            self._jit_apply = (variables, tf.function(
+            self._jit_apply = (key, tf.function(
                 lambda g: parent(g, variables), jit_compile=True))
         self._jit_apply[1](list(grads))
 

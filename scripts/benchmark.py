@@ -35,11 +35,11 @@ import _bootstrap  # noqa: F401
 from absl import app
 from absl import flags
 
-from bam_tf import benchmark
 from bam_tf import encoders
 from bam_tf.data.pipeline import bucket_boundaries
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
+from benchmarks import harness as benchmark
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
 flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")

@@ -201,3 +201,12 @@ def debug_config(bam_dir, glue_dir, model_name, task_names, **overrides):
               "eval_each_epoch": False}
     values.update(overrides)
     return RunConfig.from_dict(values)
+
+
+def distribute_config(bam_dir, glue_dir, name):
+    """The run test_distribute.py and its multi-worker driver compare with
+    one device. Dropout off: each replica draws its own masks, one device
+    draws others."""
+    return debug_config(bam_dir, glue_dir, name, ["rte", "sts"],
+                        num_train_epochs=2, padding="max_length",
+                        dropout_rate=0.0)

@@ -21,8 +21,8 @@ def main(bam_dir, glue_dir, index, ports):
     from bam_tf import run
     logging.set_verbosity(logging.INFO)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    from test_distribute import _config
-    config = _config(bam_dir, glue_dir, "multi_worker")
+    from conftest import distribute_config
+    config = distribute_config(bam_dir, glue_dir, "multi_worker")
     run.train_and_evaluate(config, strategy, verbose=0,
                            runtime=run.Runtime(save_checkpoints_steps=4))
 

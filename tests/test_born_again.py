@@ -110,35 +110,54 @@ def test_student_config_and_results_follow_the_contract(recipe_run):
 
 
 def test_glue_submission_files(recipe_run):
+    """Each GLUE row is the test prediction of its example: the argmax
+    label (RTE), the score on the label scale (STS-B), which the sigmoid
+    head keeps in [0, 5] without clipping."""
     bam_dir, _, _ = recipe_run
-    glue = os.path.join(_model_dir(bam_dir, "t-single-to-multi"), "outputs",
-                        "glue", "1")
+    student = _model_dir(bam_dir, "t-single-to-multi")
+    glue = os.path.join(student, "outputs", "glue", "1")
     assert sorted(os.listdir(glue)) == ["RTE.tsv", "STS-B.tsv"]
+    rte = read_predictions(os.path.join(student, "outputs",
+                                        "rte_test_predictions_1.npz"))
     with open(os.path.join(glue, "RTE.tsv")) as f:
         rows = list(csv.reader(f, delimiter="\t"))
     assert rows[0] == ["index", "prediction"]
+    order = np.argsort(rte["eid"])
+    labels = ("entailment", "not_entailment")
+    assert rows[1:] == [[str(e), labels[int(np.argmax(l))]] for e, l in zip(
+        rte["eid"][order], rte["logits"][order])]
     assert [int(r[0]) for r in rows[1:]] == list(range(10))
-    assert {r[1] for r in rows[1:]} <= {"entailment", "not_entailment"}
+    sts = read_predictions(os.path.join(student, "outputs",
+                                        "sts_test_predictions_1.npz"))
+    order = np.argsort(sts["eid"])
+    assert np.all((sts["predictions"] > 0) & (sts["predictions"] < 5))
     with open(os.path.join(glue, "STS-B.tsv")) as f:
         rows = list(csv.reader(f, delimiter="\t"))
-    assert len(rows) == 11
-    assert all(0.0 <= float(r[1]) <= 5.0 for r in rows[1:])
+    assert rows[1:] == [[str(e), f"{p:.3f}"] for e, p in zip(
+        sts["eid"][order], sts["predictions"][order])]
 
 
 def test_teacher_annealing_in_tensorboard(recipe_run):
+    """lambda = step / total steps, logged every 10 steps and at the last
+    (the value the step used: its step count before the update)."""
     from tensorboard.backend.event_processing import event_accumulator
     bam_dir, _, _ = recipe_run
-    logs = os.path.join(_model_dir(bam_dir, "t-single-to-multi"), "logs",
-                        "trial_1", "train")
+    student = _model_dir(bam_dir, "t-single-to-multi")
+    with open(os.path.join(student, "results.json")) as f:
+        total = json.load(f)["trials"][0]["steps"]
     acc = event_accumulator.EventAccumulator(
-        logs, size_guidance={event_accumulator.TENSORS: 0})
+        os.path.join(student, "logs", "trial_1", "train"),
+        size_guidance={event_accumulator.TENSORS: 0})
     acc.Reload()
     tags = acc.Tags()["tensors"]
     assert {"lambda", "loss_rte", "loss_sts",
             "learning_rate"} <= set(tags)
-    lambdas = [float(tf.make_ndarray(e.tensor_proto))
-               for e in acc.Tensors("lambda")]
-    assert lambdas == sorted(lambdas) and 0 < lambdas[0] < lambdas[-1] <= 1
+    events = acc.Tensors("lambda")
+    steps = [e.step for e in events]
+    assert steps == list(range(10, total, 10)) + [total]
+    for event in events:
+        assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(
+            (event.step - 1) / total, abs=1e-6), event.step
 
 
 def test_second_run_skips_finished_steps(recipe_run, monkeypatch):

@@ -16,15 +16,11 @@ import pytest
 from bam_tf import run
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
-from conftest import debug_config
+from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Dropout off: each replica draws its own masks, one device draws others.
-SETTINGS = dict(num_train_epochs=2, padding="max_length", dropout_rate=0.0)
-
-
 def _config(bam_dir, glue_dir, name):
-    return debug_config(bam_dir, glue_dir, name, ["rte", "sts"], **SETTINGS)
+    return distribute_config(bam_dir, glue_dir, name)
 
 
 def _trial(bam_dir, name):

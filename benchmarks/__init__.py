@@ -1,0 +1,2 @@
+"""Benchmark harnesses and peers (keras-hub's own classifier): outside the
+library, run by scripts/benchmark.py."""
