@@ -155,6 +155,25 @@ def _check_init_source(config):
     return identity_lib.file_fingerprint(weights)
 
 
+def _check_init_encoder(config, encoder_print):
+    """Table 3 starts from another run's weights: that run's encoder must
+    be this one (by fingerprint; for a folder written before fingerprints,
+    by its encoder path)."""
+    source = _source(config)
+    saved = source.read_identity()
+    if saved is not None:
+        same = saved.get("encoder") == encoder_print
+    else:
+        path = (source.read_saved_config() or {}).get("pretrained_model")
+        same = config.debug or path == config.pretrained_model
+    if not same:
+        raise RunError(
+            f"--init_from_model={config.init_from_model} was trained from "
+            f"another encoder than {config.pretrained_model!r} (see "
+            f"{source.identity_path if saved else source.config_path}); "
+            "fine-tuning needs the same encoder.")
+
+
 def build_encoder(config, texts=(), vocabulary=None):
     """The run's encoder: pretrained (its dropout as its checkpoint sets
     it), or the debug encoder (vocabulary learned from `texts`, or the given
@@ -495,8 +514,11 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         return _run_worker(config, tasks, strategy, runtime)
     # Every input is read and checked before the folder is written to.
     data = RunData(config, tasks)
-    identity = identity_lib.build_identity(
-        config, data, _encoder_fingerprint(config), init_print)
+    encoder_print = _encoder_fingerprint(config)
+    if config.init_from_model:
+        _check_init_encoder(config, encoder_print)
+    identity = identity_lib.build_identity(config, data, encoder_print,
+                                           init_print)
     folder = check_model_dir(config, overwrite, identity=identity,
                              runtime=runtime)
     held = {}

@@ -280,3 +280,23 @@ def test_a_tiny_run_computes_what_it_computed_before(tiny_glue, tmp_path):
         for name, value in metrics.items():
             assert trial["metrics"][task][name] == pytest.approx(
                 value, abs=1e-3), (task, name)
+
+
+def test_finetuning_needs_the_encoder_the_source_was_trained_from(
+        tmp_path, tiny_glue, tiny_tokenizer):
+    for name, seed in (("tiny", 0), ("other", 1)):
+        folder = tmp_path / "pretrained_models" / name
+        tiny_backbone(max_sequence_length=64, seed=seed).save_to_preset(
+            str(folder))
+        tiny_tokenizer.save_to_preset(str(folder))
+    fast = dict(debug=False, padding="max_length", num_train_epochs=1,
+                n_writes_test=0, n_writes_distill=0)
+    train_and_evaluate(debug_config(tmp_path, tiny_glue, "mt", ["rte"],
+                                    pretrained_model="tiny", **fast),
+                       verbose=0)
+    with pytest.raises(RunError, match="--init_from_model=mt was trained "
+                       "from another encoder than 'other'"):
+        train_and_evaluate(debug_config(
+            tmp_path, tiny_glue, "ft", ["rte"], pretrained_model="other",
+            init_from_model="mt", **fast), verbose=0)
+    assert not os.path.exists(tmp_path / "models" / "ft")
