@@ -4,6 +4,7 @@ three submission files, atomic writes."""
 import csv
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -23,7 +24,8 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
                           padding="max_length", eval_batch_size=4)
     tasks = get_tasks(config.task_names)
     data = run.RunData(config, tasks)
-    encoder = run._encoder(config, data, seed=1)
+    keras.utils.set_random_seed(1)
+    encoder = run.build_encoder(config, data.vocabulary_texts())
     data.featurize(encoder.tokenizer)
     model = BamModel(encoder.backbone, [(t.name, t.num_labels,
                                          t.is_regression) for t in tasks])
