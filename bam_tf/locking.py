@@ -243,13 +243,21 @@ def _same_process(owner):
         owner.get(k) == mine[k] for k in ("pid", "started"))
 
 
+def _parse_object(text):
+    """A JSON object, or None for anything else (a damaged file)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError):
+            return _parse_object(f.read())
+    except (OSError, UnicodeDecodeError):
         return None
-    return value if isinstance(value, dict) else None
 
 
 def _mtime(path):
@@ -284,7 +292,7 @@ class Claim:
                 text = f.read()
         except FileNotFoundError:
             text = None
-        held = _read_json(path) if text is not None else None
+        held = _parse_object(text) if text is not None else None
         if text is not None and held is None:
             logging.warning("%s: unreadable claim file; taken over.", path)
         elif held is not None and _same_process(held):

@@ -227,7 +227,7 @@ def check_identity(folder, config, identity, legacy_encoder=None):
     value (no finished trial, no checkpoint: a start that failed) takes
     the new identity. Returns whether identity.json is to be (re)written.
     Call under the folder's lock."""
-    saved = folder.read_identity()
+    saved = recorded = folder.read_identity()
     if saved is None:
         legacy = folder.read_saved_config()
         if legacy is None:
@@ -238,7 +238,7 @@ def check_identity(folder, config, identity, legacy_encoder=None):
     if identity["encoder"] is None:  # checked without the run's inputs
         differ = [d for d in differ if d.startswith("experiment.")]
     if not differ:
-        return folder.read_identity() is None
+        return recorded is None
     if not folder.finished_trials() and not _has_checkpoints(folder):
         logging.warning(
             "%s held a start of another run (differs in %s) that finished "
