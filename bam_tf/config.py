@@ -7,7 +7,7 @@ explicitly with `RunConfig.from_dict({**PRESETS[name], ...})` or `--preset`.
 
 A configuration has sections (`SECTIONS`): the experiment, which decides
 every number a run computes and so is the run's identity
-(`bam_tf.identity`); the paths it reads and writes; and what it writes
+(`bam_tf.experiment.identity`); the paths it reads and writes; and what it writes
 (outputs). How a run is carried out (devices, checkpoint cadence, which
 trials this process takes) is a `Runtime`, never saved as part of the run.
 """
@@ -282,7 +282,7 @@ class RunConfig:
 
 # Which part of a run each field belongs to. The experiment decides every
 # number a run computes: two runs with equal experiments (and equal
-# encoder, data and teacher fingerprints, `bam_tf.identity`) compute the
+# encoder, data and teacher fingerprints, `bam_tf.experiment.identity`) compute the
 # same trials, wherever their files are and whatever they write.
 SECTIONS = {
     "experiment": (

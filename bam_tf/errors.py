@@ -10,3 +10,8 @@ loading TensorFlow.
 class BamError(ValueError):
     """Bad input, a damaged file, or a run that cannot go on; the message
     says which file or flag and what to do."""
+
+
+class RunError(BamError):
+    """A run that cannot start or go on as asked (its folder, its inputs,
+    its devices)."""

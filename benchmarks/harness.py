@@ -17,12 +17,13 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from bam_tf import encoders
 from bam_tf.data import pipeline
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
-from bam_tf.model import BamModel
-from bam_tf.optimization import build_optimizer
+from bam_tf.encoders import encoder as encoders
+from bam_tf.model.bam_model import BamModel
+from bam_tf.model.optimization import build_optimizer
+from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks import get_tasks
 
 
@@ -105,16 +106,16 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
         limit=3 * steps + warmup_steps)
     real_tokens = sum(int(b["padding_mask"].sum())
                       for b in batches[warmup_steps:warmup_steps + steps])
-    model = BamModel(backbone, [(t.name, t.num_labels, t.is_regression)
-                                for t in tasks],
-                     total_steps=warmup_steps + steps,
-                     global_batch_size=batch_size,
-                     micro_batch_size=micro_batch_size)
+    model = BamModel(backbone, [t.head_spec for t in tasks])
     model(batches[0])
-    model.compile(optimizer=build_optimizer(
-        model, backbone, learning_rate, warmup_steps + steps,
-        lr_decay=1.0,
-        jit_update=bucket_lengths is not None or sequence_length is not None))
+    model.compile(
+        optimizer=build_optimizer(
+            model, backbone, learning_rate, warmup_steps + steps,
+            lr_decay=1.0, jit_update=(bucket_lengths is not None
+                                      or sequence_length is not None)),
+        schedule=TrainSchedule(total_steps=warmup_steps + steps,
+                               global_batch_size=batch_size,
+                               micro_batch_size=micro_batch_size))
     seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)
     examples = steps * batch_size
     result = {"train_examples_per_s": examples / seconds,

@@ -31,15 +31,15 @@ import os
 import platform
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
-from bam_tf import encoders
 from bam_tf.data.pipeline import bucket_boundaries
+from bam_tf.encoders import encoder as encoders
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
-from benchmarks import harness as benchmark
+from bam_tf_benchmarks import harness as benchmark
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
 flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")
@@ -186,5 +186,10 @@ def _finish(results, headline):
                       results["input_pipeline_examples_per_s"]}))
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

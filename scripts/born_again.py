@@ -15,17 +15,17 @@ teachers first, for a scheduler.
 
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
 from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
-from bam_tf.recipes import RECIPES
-from bam_tf.recipes import format_table
-from bam_tf.recipes import recipe_configs
-from bam_tf.recipes import run_recipe
-from flags import bam_flags
+from bam_tf.experiment.recipes import RECIPES
+from bam_tf.experiment.recipes import format_table
+from bam_tf.experiment.recipes import recipe_configs
+from bam_tf.experiment.recipes import run_recipe
+from bam_tf_flags import bam_flags
 
 bam_flags.define_flags()
 # --help lists the run's flags, not only this file's.
@@ -84,5 +84,10 @@ def main(argv):
     print(format_table(table))
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

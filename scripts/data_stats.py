@@ -8,7 +8,7 @@ probability.
 
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
@@ -17,7 +17,7 @@ from bam_tf.data.stats import format_statistics
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_tasks
-from flags import bam_flags
+from bam_tf_flags import bam_flags
 
 flags.DEFINE_string("glue_dir", None, "GLUE folder.")
 flags.DEFINE_string("bam_dir", None, "For --pretrained_model names under "
@@ -43,8 +43,8 @@ def main(argv):
         tasks = get_tasks(FLAGS.task_names)
         tokenizer = None
         if FLAGS.debug or FLAGS.pretrained_model:
-            from bam_tf import encoders
             from bam_tf.data.loading import load_split
+            from bam_tf.encoders import encoder as encoders
             if FLAGS.debug:
                 texts = encoders.debug_vocabulary_texts(
                     [load_split(task, "train", FLAGS.glue_dir,
@@ -64,5 +64,10 @@ def main(argv):
         atomic_write_json(FLAGS.output_json, stats)
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -10,12 +10,12 @@ TensorFlow and tensorflow-text alone), E/model.keras and E/bam_tasks.json.
 import os
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
-from bam_tf.export import export_model
+from bam_tf.serving.export import export_model
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_string("model_name", None, "Model folder under BAM_DIR/models.")
@@ -40,5 +40,10 @@ def main(argv):
     print(f"exported {path}")
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

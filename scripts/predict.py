@@ -13,15 +13,19 @@ object per task, keyed by task name. Empty texts are allowed (they encode to
 [CLS] [SEP] and get a prediction); texts longer than the model's
 max_seq_length are truncated as in training.
 
-Needs TensorFlow and tensorflow-text only, not bam-tf.
+Loads TensorFlow and tensorflow-text, not bam-tf's training stack.
 """
 
 import json
 import os
 import sys
 
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
+
+from bam_tf.errors import BamError
+from bam_tf.serving.task_table import read_task_table
 
 flags.DEFINE_string("export_dir", None, "An export of scripts/export.py.")
 flags.DEFINE_string("task_name", None, "A task of the model, or 'all'.")
@@ -105,12 +109,10 @@ def _rows(result, tasks, task_name, n):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    tasks_path = os.path.join(FLAGS.export_dir, "bam_tasks.json")
-    if not os.path.exists(tasks_path):
-        sys.exit(f"error: {tasks_path} not found: is {FLAGS.export_dir} an "
-                 "export of scripts/export.py?")
-    with open(tasks_path, encoding="utf-8") as f:
-        tasks = json.load(f)["tasks"]
+    try:
+        tasks = read_task_table(FLAGS.export_dir)
+    except BamError as e:
+        sys.exit(f"error: {e}")
     name = FLAGS.task_name
     if name != "all" and name not in tasks:
         sys.exit(f"error: unknown task {name!r}; this model answers "
@@ -171,5 +173,10 @@ def main(argv):
         os.replace(FLAGS.output_file + ".tmp", FLAGS.output_file)
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

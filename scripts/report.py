@@ -20,15 +20,15 @@ trained on, to tell under-fitting from over-fitting (Mann-Whitney U only).
 
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
+from bam_tf.analysis.report import build_report
+from bam_tf.analysis.report import format_markdown
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
-from bam_tf.report import build_report
-from bam_tf.report import format_markdown
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_list("model_names", None, "Model folders to compare; "
@@ -65,5 +65,10 @@ def main(argv):
         atomic_write_text(FLAGS.markdown, text)
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -9,7 +9,7 @@ trials out (`--trials=4,5` runs only those).
 
 import sys
 
-import _bootstrap  # noqa: F401
+from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 from absl import logging
@@ -17,8 +17,8 @@ from absl import logging
 from bam_tf.config import RunConfig
 from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
-from bam_tf.run import train_and_evaluate
-from flags import bam_flags
+from bam_tf.experiment.run import train_and_evaluate
+from bam_tf_flags import bam_flags
 
 bam_flags.define_flags()
 # --help lists the run's flags, not only this file's.
@@ -45,5 +45,10 @@ def main(argv):
         logging.info("trial %d: avg %.2f", trial["trial"], trial["avg"])
 
 
+def run():
+    """The console command."""
+    _startup.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

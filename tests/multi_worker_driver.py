@@ -18,13 +18,14 @@ def main(bam_dir, glue_dir, index, ports):
     import tensorflow as tf
     from absl import logging
 
-    from bam_tf import run
+    from bam_tf.config import Runtime
+    from bam_tf.experiment import run
     logging.set_verbosity(logging.INFO)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     from conftest import distribute_config
     config = distribute_config(bam_dir, glue_dir, "multi_worker")
     run.train_and_evaluate(config, strategy, verbose=0,
-                           runtime=run.Runtime(save_checkpoints_steps=4))
+                           runtime=Runtime(save_checkpoints_steps=4))
 
 
 if __name__ == "__main__":

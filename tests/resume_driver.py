@@ -14,9 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-from bam_tf import outputs as outputs_lib  # noqa: E402
-from bam_tf import run  # noqa: E402
-from bam_tf.model_dir import ModelDir  # noqa: E402
+from bam_tf.config import Runtime  # noqa: E402
+from bam_tf.experiment import outputs as outputs_lib  # noqa: E402
+from bam_tf.experiment import run  # noqa: E402
+from bam_tf.experiment.model_dir import ModelDir  # noqa: E402
 from conftest import debug_config  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def main(bam_dir, glue_dir, mode):
                           padding="max_length")
     run.train_and_evaluate(
         config, verbose=0,
-        runtime=run.Runtime(save_checkpoints_steps=5))
+        runtime=Runtime(save_checkpoints_steps=5))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
 from bam_tf.tasks import get_tasks
-from benchmarks import harness as benchmark
+from bam_tf_benchmarks import harness as benchmark
 from conftest import REPO
 from conftest import tiny_backbone
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bam_tf import recipes
 from bam_tf.config import ConfigError
 from bam_tf.config import Runtime
-from bam_tf.outputs import read_predictions
-from bam_tf.run import check_model_dir
+from bam_tf.experiment import recipes
+from bam_tf.experiment.guard import check_model_dir
+from bam_tf.experiment.outputs import read_predictions
 from conftest import debug_config
 
 TASKS = ["rte", "sts"]

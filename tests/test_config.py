@@ -102,7 +102,7 @@ def test_teacher_parsing_errors():
 
 def _parsed(*argv):
     from absl import flags
-    from flags import bam_flags
+    from bam_tf_flags import bam_flags
     flag_values = flags.FlagValues()
     bam_flags.define_flags(flag_values)
     flag_values(["prog", *argv])

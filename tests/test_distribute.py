@@ -13,9 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from bam_tf import run
+from bam_tf.config import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
+from bam_tf.errors import RunError
+from bam_tf.experiment import run
 from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,7 +71,7 @@ def test_mirrored_run_equals_one_device(bam_dir, tiny_glue, mirrored):
 def test_micro_batches_make_the_same_run(bam_dir, tiny_glue):
     # Batches of 16 as 4 micro-batches of 4: the same losses and weights.
     run.train_and_evaluate(_config(bam_dir, tiny_glue, "micro"), verbose=0,
-                           runtime=run.Runtime(micro_batch_size=4))
+                           runtime=Runtime(micro_batch_size=4))
     _assert_same_run(bam_dir, "micro")
 
 
@@ -78,13 +80,13 @@ def test_mirrored_micro_batches_make_the_same_run(bam_dir, tiny_glue,
     # Each replica's 8 examples as 2 micro-batches of 4.
     run.train_and_evaluate(_config(bam_dir, tiny_glue, "mirrored_micro"),
                            mirrored, verbose=0,
-                           runtime=run.Runtime(micro_batch_size=4))
+                           runtime=Runtime(micro_batch_size=4))
     _assert_same_run(bam_dir, "mirrored_micro")
-    with pytest.raises(run.RunError, match="train_batch_size 16 over 2 "
+    with pytest.raises(RunError, match="train_batch_size 16 over 2 "
                        "replica"):
         run.train_and_evaluate(_config(bam_dir, tiny_glue, "too_big"),
                                mirrored, verbose=0,
-                               runtime=run.Runtime(micro_batch_size=16))
+                               runtime=Runtime(micro_batch_size=16))
     assert not os.path.exists(os.path.join(bam_dir, "models", "too_big"))
 
 

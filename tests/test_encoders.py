@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bam_tf.encoders import EncoderError
-from bam_tf.encoders import detect_folder_kind
-from bam_tf.encoders import load_encoder
+from bam_tf.encoders.encoder import EncoderError
+from bam_tf.encoders.encoder import detect_folder_kind
+from bam_tf.encoders.encoder import load_encoder
 
 from conftest import TINY_VOCAB
 from conftest import tiny_backbone

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.outputs import read_predictions
-from bam_tf.run import train_and_evaluate
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.tasks import get_task
 
 from conftest import REPO

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from bam_tf import encoders
 from bam_tf.data.examples import Examples
-from bam_tf.data.loading import load_split
 from bam_tf.data.features import Featurizer
-from bam_tf.export import export_model
-from bam_tf.families import FAMILIES
-from bam_tf.model import BamModel
-from bam_tf.optimization import layer_depth
-from bam_tf.optimization import layerwise_multipliers
-from bam_tf.run import train_and_evaluate
+from bam_tf.data.loading import load_split
+from bam_tf.encoders import encoder as encoders
+from bam_tf.encoders.families import FAMILIES
+from bam_tf.experiment.run import train_and_evaluate
+from bam_tf.model.bam_model import BamModel
+from bam_tf.model.optimization import layer_depth
+from bam_tf.model.optimization import layerwise_multipliers
+from bam_tf.serving.export import export_model
 from conftest import TINY_VOCAB
 from conftest import WORDS
 from conftest import debug_config
@@ -212,7 +212,7 @@ def family_runs(preset_folders, tiny_glue, tmp_path_factory):
     """Per family: a one-task and a two-task run from its preset folder,
     the two-task model exported, and the scores the model itself gives
     the test pair (top probability for rte, the score for sts)."""
-    from bam_tf.export import load_trained_model
+    from bam_tf.serving.export import load_trained_model
     runs = {}
     for name, folder in preset_folders.items():
         bam = tmp_path_factory.mktemp(f"runs_{name}")
@@ -314,7 +314,7 @@ def test_unconvertible_hugging_face_folders_name_folder_and_family(tmp_path):
 
 
 def test_teacher_of_another_encoder_is_said(tmp_path, tiny_glue, caplog):
-    from bam_tf import run
+    from bam_tf.experiment.run_data import warn_if_other_encoder
     teacher_dir = tmp_path / "models" / "teacher"
     teacher_dir.mkdir(parents=True)
     (teacher_dir / "config.json").write_text(json.dumps(
@@ -322,20 +322,20 @@ def test_teacher_of_another_encoder_is_said(tmp_path, tiny_glue, caplog):
     student = debug_config(tmp_path, tiny_glue, "student", ["rte"],
                            debug=False, pretrained_model="bert_base_en")
     with caplog.at_level("WARNING"):
-        run._warn_if_other_encoder(student, "teacher")
+        warn_if_other_encoder(student, "teacher")
     assert "roberta_base_en" in caplog.text and "bert_base_en" in caplog.text
     caplog.clear()
     same = debug_config(tmp_path, tiny_glue, "student", ["rte"],
                         debug=False, pretrained_model="roberta_base_en")
     with caplog.at_level("WARNING"):
-        run._warn_if_other_encoder(same, "teacher")
+        warn_if_other_encoder(same, "teacher")
     assert "across encoders" not in caplog.text
 
 
 def test_unsupported_backbone_and_tokenizer_are_named():
-    from bam_tf.families import FamilyError
-    from bam_tf.families import check_pair
-    from bam_tf.families import family_of
+    from bam_tf.encoders.families import FamilyError
+    from bam_tf.encoders.families import check_pair
+    from bam_tf.encoders.families import family_of
     gpt2 = M.GPT2Backbone(vocabulary_size=10, num_layers=1, num_heads=1,
                           hidden_dim=8, intermediate_dim=8,
                           max_sequence_length=8)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from bam_tf import config as config_lib
-from bam_tf import encoders
-from bam_tf import identity as identity_lib
 from bam_tf.config import ConfigError
 from bam_tf.config import Runtime
 from bam_tf.config import parse_trials
-from bam_tf.model_dir import ModelDir
-from bam_tf.run import RunError
-from bam_tf.run import check_model_dir
+from bam_tf.encoders import encoder as encoders
+from bam_tf.errors import RunError
+from bam_tf.experiment import identity as identity_lib
+from bam_tf.experiment.guard import check_model_dir
+from bam_tf.experiment.model_dir import ModelDir
 
 from conftest import REPO
 from conftest import debug_config

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bam_tf import losses
+from bam_tf.model import losses
 
 SPECS = [("rte", 2, False), ("sts", 1, True)]
 

@@ -6,15 +6,16 @@ import pytest
 import tensorflow as tf
 
 from bam_tf.data import pipeline
-from bam_tf.model import BamModel
-from bam_tf.optimization import build_optimizer
+from bam_tf.model.bam_model import BamModel
+from bam_tf.model.optimization import build_optimizer
+from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks import get_task
 
 from conftest import fake_features
 from conftest import tiny_backbone
 
 TASKS = [get_task("rte"), get_task("sts")]
-SPECS = [(t.name, t.num_labels, t.is_regression) for t in TASKS]
+SPECS = [t.head_spec for t in TASKS]
 
 
 def _dataset(batch_size=8, seed=0):
@@ -24,11 +25,15 @@ def _dataset(batch_size=8, seed=0):
     return ds
 
 
-def _model(seed=0, total_steps=20, **kwargs):
-    model = BamModel(tiny_backbone(vocabulary_size=60, seed=seed), SPECS,
-                     total_steps=total_steps, global_batch_size=8, **kwargs)
+def _model(seed=0):
+    model = BamModel(tiny_backbone(vocabulary_size=60, seed=seed), SPECS)
     model(next(iter(_dataset())))
     return model
+
+
+def _schedule(total_steps=20, **kwargs):
+    return TrainSchedule(total_steps=total_steps, global_batch_size=8,
+                         **kwargs)
 
 
 def test_outputs_and_named_heads():
@@ -41,11 +46,20 @@ def test_outputs_and_named_heads():
 
 
 def test_config_json_round_trip_and_save_load(tmp_path):
-    model = _model(distill=True, distill_temperature=2.0,
-                   loss_weights=[1.0, 3.0])
+    model = _model()
+    model.compile(optimizer="sgd", schedule=_schedule(
+        distill=True, distill_temperature=2.0, loss_weights=[1.0, 3.0]))
     config = json.loads(json.dumps(model.get_config()))
+    # The architecture alone: the schedule is the train step's.
+    assert {"backbone", "task_specs", "dropout_rate"} <= set(config)
+    assert not set(config) & {"total_steps", "distill", "loss_weights",
+                              "global_batch_size", "micro_batch_size"}
     clone = BamModel.from_config(config)
     assert clone.get_config() == model.get_config()
+    # A config saved when the model carried its schedule still loads.
+    legacy = BamModel.from_config(dict(config, total_steps=1, distill=False,
+                                       distill_temperature=1.0))
+    assert legacy.get_config() == model.get_config()
     batch = next(iter(_dataset()))
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -56,10 +70,11 @@ def test_config_json_round_trip_and_save_load(tmp_path):
 
 
 def test_fit_lowers_the_loss_and_logs_lambda():
-    model = _model(distill=True, total_steps=40)
+    model = _model()
     ds = _dataset()
     model.compile(optimizer=build_optimizer(model, model.backbone, 3e-3, 40,
-                                            lr_decay=0.9))
+                                            lr_decay=0.9),
+                  schedule=_schedule(total_steps=40, distill=True))
     history = model.fit(ds, epochs=4, steps_per_epoch=10, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < losses[0], losses
@@ -70,8 +85,9 @@ def test_fit_lowers_the_loss_and_logs_lambda():
 
 
 def test_loss_weights_weigh_the_logged_loss():
-    model = _model(loss_weights=[1.0, 3.0])
-    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 20))
+    model = _model()
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 20),
+                  schedule=_schedule(loss_weights=[1.0, 3.0]))
     batch = next(iter(_dataset()))
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0,
                           return_dict=True)
@@ -84,28 +100,27 @@ def test_loss_weights_weigh_the_logged_loss():
                 * logs["loss_sts"]) / n
     assert logs["loss"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="1 loss weights for 2 tasks"):
-        BamModel(tiny_backbone(vocabulary_size=60), SPECS,
-                 loss_weights=[2.0])
+        model.compile(optimizer="sgd", schedule=_schedule(loss_weights=[2.0]))
 
 
-def _step_model(micro_batch_size=None, distill=False, policy=None):
+def _step_model(policy=None):
     return BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0,
-                                  dtype=policy), SPECS,
-                    total_steps=10, global_batch_size=8, dropout_rate=0.0,
-                    distill=distill, micro_batch_size=micro_batch_size,
+                                  dtype=policy), SPECS, dropout_rate=0.0,
                     dtype=policy)
 
 
 def _one_step(strategy, batch, micro_batch_size=None, distill=False,
               sgd=False, static_batch=True, policy=None):
     with strategy.scope():
-        model = _step_model(micro_batch_size, distill, policy)
+        model = _step_model(policy)
         model(batch)
         # SGD's update is the gradient times the rate, so a wrongly scaled
         # gradient shows (Adam divides the scale away).
         model.compile(optimizer=keras.optimizers.SGD(0.5) if sgd else
                       build_optimizer(model, model.backbone, 1e-3, 10,
-                                      warmup_proportion=0.0, lr_decay=0.9))
+                                      warmup_proportion=0.0, lr_decay=0.9),
+                      schedule=_schedule(10, distill=distill,
+                                         micro_batch_size=micro_batch_size))
     ds = tf.data.Dataset.from_tensors(batch)
     if not static_batch:  # as length buckets make it: batch size unknown
         ds = ds.unbatch().batch(len(batch["task_id"]))
@@ -152,7 +167,7 @@ def test_micro_batches_under_float16_loss_scaling_make_the_same_update():
     # and a step skipped for overflow moves them half as far.
     batch = _distill_batch()
     one = tf.distribute.get_strategy()
-    untrained = _step_model(distill=True)  # _one_step's model, unfitted
+    untrained = _step_model()  # _one_step's model, unfitted
     untrained(batch)
     initial = [v.numpy() for v in untrained.weights]
     reference = _one_step(one, batch, distill=True, sgd=True)
@@ -187,8 +202,7 @@ def test_micro_batch_size_must_divide_the_replica_batch():
         _one_step(tf.distribute.get_strategy(), batch, micro_batch_size=3,
                   static_batch=False)
     with pytest.raises(ValueError, match="must be positive"):
-        BamModel(tiny_backbone(vocabulary_size=60), SPECS,
-                 micro_batch_size=0)
+        _schedule(micro_batch_size=0)
 
 
 def _distill_batch():
@@ -206,9 +220,10 @@ def _distill_batch():
 def _fit_with_policy(policy):
     model = BamModel(tiny_backbone(vocabulary_size=60, seed=0, dropout=0.0,
                                    dtype=policy), SPECS, dropout_rate=0.0,
-                     total_steps=10, global_batch_size=8, dtype=policy)
+                     dtype=policy)
     model(next(iter(_dataset())))
-    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 10))
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 10),
+                  schedule=_schedule(10))
     history = model.fit(_dataset(), epochs=1, steps_per_epoch=6, verbose=0)
     return model, history.history
 

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bam_tf.model import BamModel
-from bam_tf.optimization import WarmupLinearDecay
-from bam_tf.optimization import build_optimizer
-from bam_tf.optimization import layer_depth
+from bam_tf.model.bam_model import BamModel
+from bam_tf.model.optimization import WarmupLinearDecay
+from bam_tf.model.optimization import build_optimizer
+from bam_tf.model.optimization import layer_depth
+from bam_tf.tasks import HeadSpec
 
 from conftest import tiny_backbone
 
@@ -22,8 +23,7 @@ def test_schedule_by_hand():
 @pytest.fixture(scope="module")
 def model_and_backbone():
     backbone = tiny_backbone(layers=3)
-    model = BamModel(backbone, [("rte", 2, False)], total_steps=100,
-                     global_batch_size=2)
+    model = BamModel(backbone, [HeadSpec("rte", 2, False)])
     model({"token_ids": tf.ones([2, 4], tf.int32),
            "segment_ids": tf.zeros([2, 4], tf.int32),
            "padding_mask": tf.ones([2, 4], tf.int32)})

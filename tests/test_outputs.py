@@ -8,12 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from bam_tf import run
+from bam_tf.encoders.builder import build_encoder
+from bam_tf.experiment import evaluation
+from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.experiment.outputs import OutputFileError
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.run_data import RunData
 from bam_tf.io_utils import atomic_open
-from bam_tf.model import BamModel
-from bam_tf.model_dir import ModelDir
-from bam_tf.outputs import OutputFileError
-from bam_tf.outputs import read_predictions
+from bam_tf.model.bam_model import BamModel
 from bam_tf.tasks import get_tasks
 
 from conftest import debug_config
@@ -23,13 +25,12 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     config = debug_config(tmp_path, tiny_glue, "mnli", ["mnli", "rte"],
                           padding="max_length", eval_batch_size=4)
     tasks = get_tasks(config.task_names)
-    data = run.RunData(config, tasks)
+    data = RunData(config, tasks)
     keras.utils.set_random_seed(1)
-    encoder = run.build_encoder(config, data.vocabulary_texts())
+    encoder = build_encoder(config, data.vocabulary_texts())
     data.featurize(encoder.tokenizer)
-    model = BamModel(encoder.backbone, [(t.name, t.num_labels,
-                                         t.is_regression) for t in tasks])
-    scores, avg = run.evaluate(model, data, config)
+    model = BamModel(encoder.backbone, [t.head_spec for t in tasks])
+    scores, avg = evaluation.evaluate(model, data)
     assert set(scores["mnli"]) == {"accuracy", "score",
                                    "accuracy_dev_mismatched",
                                    "score_dev_mismatched"}
@@ -38,10 +39,10 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     # Scores equal those recomputed from the written dev predictions.
     folder = ModelDir(str(tmp_path), "out")
     mdir = folder.path
-    splits = run._output_splits(data, config, trial=1)
-    predictions = run.predict_splits(model, data, config, splits)
-    assert run.evaluate(model, data, config, predictions) == (scores, avg)
-    run.write_outputs(data, folder, 1, predictions, splits)
+    splits = data.output_splits(trial=1)
+    predictions = evaluation.predict_splits(model, data, splits)
+    assert evaluation.evaluate(model, data, predictions) == (scores, avg)
+    evaluation.write_outputs(data, folder, 1, predictions, splits)
     dev = read_predictions(os.path.join(
         mdir, "outputs", "mnli_dev_mismatched_predictions_1.npz"))
     labels = data.eval_features[("mnli", "dev_mismatched")].labels

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bam_tf.data.features import Features
 from bam_tf.data import pipeline
+from bam_tf.data.features import Features
 from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.data.sampling import task_sampling_probabilities
 from bam_tf.tasks import get_task

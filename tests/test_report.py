@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bam_tf import report
-from bam_tf import scoring
+from bam_tf.analysis import report
 from bam_tf.data.loading import load_split
+from bam_tf.experiment.outputs import predictions_path
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.outputs import write_predictions
 from bam_tf.io_utils import atomic_write_json
-from bam_tf.outputs import predictions_path
-from bam_tf.outputs import read_predictions
-from bam_tf.outputs import write_predictions
 from bam_tf.tasks import get_task
+from bam_tf.tasks import scoring
 
 from conftest import REPO
 from conftest import SHARED_GLUE
@@ -417,7 +417,7 @@ def test_report_help_loads_no_tensorflow():
     imported = [line.rsplit("|", 1)[-1].strip()
                 for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
-    assert "bam_tf.report" in imported
+    assert "bam_tf.analysis.report" in imported
     heavy = [m for m in imported if m.split(".")[0] in (
         "tensorflow", "keras", "keras_hub", "tensorflow_datasets")]
     assert heavy == []

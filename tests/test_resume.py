@@ -10,8 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from bam_tf import run
-from bam_tf.callbacks import NonFiniteLossError
+from bam_tf.config import Runtime
+from bam_tf.experiment import run
+from bam_tf.training.callbacks import NonFiniteLossError
+from bam_tf.training.checkpoints import restore_newest_readable
 
 from conftest import debug_config
 
@@ -104,7 +106,7 @@ def test_restore_skips_damaged_newest_checkpoints(tmp_path, caplog, damage):
         os.remove(newest)
     else:  # the checkpoint list itself (its older entry still there)
         (tmp_path / "checkpoint").write_text("not a checkpoint state {")
-    path = run.restore_newest_readable(checkpoint, str(tmp_path), trial=1)
+    path = restore_newest_readable(checkpoint, str(tmp_path), trial=1)
     if damage == "damage_list":  # found by its files: the newest is fine
         assert path == str(tmp_path / "ckpt-2")
         assert variable.numpy() == 2.0
@@ -147,7 +149,7 @@ def test_same_seed_same_results_to_the_last_digit(tiny_glue, tmp_path):
 def test_nan_loss_stops_naming_step_and_task(tiny_glue, tmp_path,
                                              monkeypatch):
     import tensorflow as tf
-    from bam_tf.model import BamModel
+    from bam_tf.model.bam_model import BamModel
     original = BamModel.call
 
     def poisoned(self, inputs, training=False):
@@ -163,7 +165,7 @@ def test_nan_loss_stops_naming_step_and_task(tiny_glue, tmp_path,
                        match=r"loss became nan at step 7 \(task rte\)"):
         run.train_and_evaluate(
             config, verbose=0,
-            runtime=run.Runtime(save_checkpoints_steps=4))
+            runtime=Runtime(save_checkpoints_steps=4))
     folder = tmp_path / "models" / "nan" / "checkpoints" / "trial_1"
     assert sorted(os.listdir(folder)) == [
         "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index",

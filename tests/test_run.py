@@ -10,11 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
+from bam_tf.errors import RunError
+from bam_tf.experiment.guard import check_model_dir
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
-from bam_tf.outputs import read_predictions
-from bam_tf.run import RunError
-from bam_tf.run import check_model_dir
-from bam_tf.run import train_and_evaluate
 
 from conftest import REPO
 from conftest import debug_config

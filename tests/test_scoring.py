@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bam_tf import scoring
 from bam_tf.tasks import get_task
+from bam_tf.tasks import scoring
 
 
 def test_binary_metrics_by_hand_and_scipy():

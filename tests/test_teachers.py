@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.outputs import predictions_path
-from bam_tf.outputs import write_predictions
+from bam_tf.experiment.outputs import predictions_path
+from bam_tf.experiment.outputs import write_predictions
+from bam_tf.experiment.teachers import TeacherError
+from bam_tf.experiment.teachers import teacher_targets
 from bam_tf.tasks import get_task
-from bam_tf.teachers import TeacherError
-from bam_tf.teachers import teacher_targets
 
 RTE, STS = get_task("rte"), get_task("sts")
 

@@ -1,5 +1,6 @@
 """Examples -> token ids, with the encoder's own tokenizer and a keras-hub
-packer, cached on disk so that a second run tokenizes nothing."""
+packer (`BamPreprocessor`), cached on disk so that a second run tokenizes
+nothing."""
 
 import dataclasses
 import hashlib
@@ -8,12 +9,11 @@ import os
 import zipfile
 from typing import Optional
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.errors import BamError
-from bam_tf.families import family_of_tokenizer
 from bam_tf.io_utils import atomic_save_npz
 
 
@@ -82,12 +82,8 @@ class Features:
 
 
 class Featurizer:
-    """Packs one or two texts as the tokenizer's encoder family does:
-    `[CLS] a [SEP] b [SEP]` (BERT, ELECTRA, DistilBERT, ALBERT, DeBERTa-v3)
-    or `<s> a </s></s> b </s>` (RoBERTa), with segment ids 0 then 1 (read
-    only by families that have them), truncated longest first to
-    `max_seq_length` as BERT's `_truncate_seq_pair` does (keras-hub's
-    round-robin trimmer keeps the same tokens).
+    """Packs examples with a `BamPreprocessor` (the same layer the exported
+    model serves with) into unpadded columns, a batch of texts at a time.
 
     Example:
     >>> featurizer = Featurizer(tokenizer, max_seq_length=128)
@@ -99,14 +95,7 @@ class Featurizer:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
-        start, separator, end, pad = family_of_tokenizer(
-            tokenizer).special_ids(tokenizer)
-        self._separator_length = (len(separator)
-                                  if isinstance(separator, list) else 1)
-        self.packer = keras_hub.layers.MultiSegmentPacker(
-            sequence_length=max_seq_length, start_value=start,
-            end_value=end, sep_value=separator, pad_value=pad,
-            truncate="round_robin")
+        self.preprocessor = BamPreprocessor(tokenizer, max_seq_length)
 
     def fingerprint(self):
         """Changes whenever tokenization could give other ids."""
@@ -120,21 +109,13 @@ class Featurizer:
         h.update(str(self.max_seq_length).encode())
         return h.hexdigest()
 
-    def _pack(self, *texts):
-        segments = tuple(self.tokenizer(t) for t in texts)
-        # Start and end tokens, and a separator between two texts.
-        full = sum(s.row_lengths() for s in segments) + 2 + (
-            len(segments) - 1) * self._separator_length
-        token_ids, segment_ids = self.packer(segments)
-        return token_ids, segment_ids, tf.cast(full, tf.int32)
-
     def _pack_function(self, num_texts):
         # One trace per featurizer and text count (the keras-hub layers stay
         # in TensorFlow inside it; eager calls would return Python lists).
         if num_texts not in self._functions:
             spec = tf.TensorSpec([None], tf.string)
             self._functions[num_texts] = tf.function(
-                self._pack, input_signature=[spec] * num_texts)
+                self.preprocessor.pack, input_signature=[spec] * num_texts)
         return self._functions[num_texts]
 
     def _batches(self, columns):

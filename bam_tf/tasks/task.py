@@ -1,7 +1,16 @@
 """A task: where its examples are, what its labels are, how it is scored."""
 
 import dataclasses
-from typing import Optional
+from typing import NamedTuple, Optional
+
+
+class HeadSpec(NamedTuple):
+    """What a task's head needs to know of it: the model's view of a task.
+    A tuple, so that saved model configs (lists) read back as specs."""
+
+    name: str
+    num_labels: int
+    is_regression: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +55,7 @@ class Task:
             for the sigmoid head.
         unordered_pair: the order of the two texts does not matter; train
             examples are then doubled with the texts swapped.
-        metrics: names of `bam_tf.scoring` metrics; the first is the
+        metrics: names of `bam_tf.tasks.scoring` metrics; the first is the
             paper's score.
         dev_splits: the splits scored after training (MNLI: both).
         test_splits: the splits predicted for submission.
@@ -113,6 +122,10 @@ class Task:
     @property
     def has_pairs(self):
         return self.splits["train"].text_b is not None
+
+    @property
+    def head_spec(self):
+        return HeadSpec(self.name, self.num_labels, self.is_regression)
 
     def scale_label(self, value):
         """Regression label -> [0, 1]; the original's (y - min) / max only

@@ -10,16 +10,16 @@ import os
 import numpy as np
 from scipy import stats
 
-from bam_tf import scoring
 from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
 from bam_tf.errors import BamError
-from bam_tf.model_dir import ModelDir
-from bam_tf.outputs import predictions_path
-from bam_tf.outputs import read_predictions
-from bam_tf.outputs import text_hashes
+from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.experiment.outputs import predictions_path
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.outputs import text_hashes
 from bam_tf.tasks import get_task
 from bam_tf.tasks import get_tasks
+from bam_tf.tasks import scoring
 
 
 class ReportError(BamError):

@@ -6,11 +6,11 @@ import os
 import numpy as np
 
 from bam_tf.errors import BamError
-from bam_tf.model_dir import ModelDir
-from bam_tf.outputs import OutputFileError
-from bam_tf.outputs import predictions_path
-from bam_tf.outputs import read_predictions
-from bam_tf.outputs import text_hashes
+from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.experiment.outputs import OutputFileError
+from bam_tf.experiment.outputs import predictions_path
+from bam_tf.experiment.outputs import read_predictions
+from bam_tf.experiment.outputs import text_hashes
 
 
 class TeacherError(BamError):

@@ -8,26 +8,21 @@ TensorFlow and tensorflow-text (which registers the tokenizer's ops) runs it,
 without bam-tf or keras-hub.
 """
 
-import json
 import os
 
 import keras
 import tensorflow as tf
 
-from bam_tf.data.features import Featurizer
-from bam_tf.errors import BamError
+from bam_tf.data.preprocessor import BamPreprocessor
+from bam_tf.encoders.builder import build_encoder
+from bam_tf.experiment.model_dir import ModelDir
 from bam_tf.io_utils import atomic_write_json
-from bam_tf.model import BamModel
-from bam_tf.model_dir import ModelDir
-from bam_tf.run import build_encoder
-from bam_tf.run import load_weights
+from bam_tf.model.bam_model import BamModel
+from bam_tf.serving.task_table import TASKS_FILE
+from bam_tf.serving.task_table import ExportError
+from bam_tf.serving.task_table import task_table
 from bam_tf.tasks import get_tasks
-
-TASKS_FILE = "bam_tasks.json"
-
-
-class ExportError(BamError):
-    pass
+from bam_tf.training.checkpoints import load_weights
 
 
 def load_trained_model(model_dir, trial=1, pretrained_model=None):
@@ -51,8 +46,7 @@ def load_trained_model(model_dir, trial=1, pretrained_model=None):
         with open(folder.vocab_path, encoding="utf-8") as f:
             vocabulary = f.read().splitlines()
     encoder = build_encoder(config, vocabulary=vocabulary)
-    model = BamModel(encoder.backbone,
-                     [(t.name, t.num_labels, t.is_regression) for t in tasks])
+    model = BamModel(encoder.backbone, [t.head_spec for t in tasks])
     dummy = tf.ones([1, 4], tf.int32)
     model({"token_ids": dummy, "segment_ids": dummy * 0,
            "padding_mask": dummy})
@@ -60,36 +54,18 @@ def load_trained_model(model_dir, trial=1, pretrained_model=None):
     return model, encoder.tokenizer, config, tasks
 
 
-def task_table(tasks):
-    """What a client needs to know of each task (written beside the
-    SavedModel as bam_tasks.json)."""
-    return {t.name: {"labels": list(t.label_list) if t.label_list else None,
-                     "regression_range": list(t.regression_range)
-                     if t.regression_range else None,
-                     "pair": t.has_pairs} for t in tasks}
-
-
 class _Server(tf.Module):
     """Tokenize, pack, run the model, read the heads; all in TensorFlow."""
 
-    def __init__(self, model, tokenizer, tasks, max_seq_length):
+    def __init__(self, model, preprocessor, tasks):
         super().__init__()
         self.model = model
-        self.tokenizer = tokenizer
-        self.featurizer = Featurizer(tokenizer, max_seq_length)
+        self.preprocessor = preprocessor
         self.tasks = tasks
         self.label_slots = max(t.num_labels for t in tasks)
 
     def _features(self, text_a, text_b, pair):
-        texts = (text_a, text_b) if pair else (text_a,)
-        token_ids, segment_ids, full = self.featurizer._pack(*texts)
-        lengths = tf.minimum(full, self.featurizer.max_seq_length)
-        mask = tf.sequence_mask(lengths, tf.shape(token_ids)[1], tf.int32)
-        # Trim the batch to its longest example, as training batches are.
-        length = tf.reduce_max(lengths)
-        return {"token_ids": token_ids[:, :length],
-                "segment_ids": segment_ids[:, :length],
-                "padding_mask": mask[:, :length]}
+        return self.preprocessor((text_a, text_b) if pair else text_a)
 
     def _task_outputs(self, task, out):
         if task.is_regression:
@@ -152,12 +128,15 @@ def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
     """
     model, tokenizer, config, tasks = load_trained_model(
         model_dir, trial, pretrained_model)
-    server = _Server(model, tokenizer, tasks, config.max_seq_length)
+    preprocessor = BamPreprocessor(tokenizer, config.max_seq_length)
+    server = _Server(model, preprocessor, tasks)
     texts = tf.TensorSpec([None], tf.string)
-    tokenizer(tf.constant(["build"]))  # tracked layers must be built
+    # Tracked layers must be built.
+    tokenizer(tf.constant(["build"]))
+    preprocessor.build()
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.track(tokenizer)
+    archive.track(preprocessor)
     archive.add_endpoint(
         "serving_default", server.predict,
         input_signature=[texts, texts, tf.TensorSpec([], tf.string)])
@@ -172,12 +151,3 @@ def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
         "max_seq_length": config.max_seq_length,
         "tasks": task_table(tasks)})
     return saved_model
-
-
-def read_task_table(export_dir):
-    path = os.path.join(export_dir, TASKS_FILE)
-    if not os.path.exists(path):
-        raise ExportError(f"{path} not found: is {export_dir} a bam-tf "
-                          "export (scripts/export.py)?")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

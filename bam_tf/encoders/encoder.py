@@ -1,5 +1,5 @@
 """The encoder: a keras-hub backbone of a supported family
-(`bam_tf.families`: BERT, RoBERTa, ELECTRA, DeBERTa-v3, DistilBERT, ALBERT)
+(`bam_tf.encoders.families`: BERT, RoBERTa, ELECTRA, DeBERTa-v3, DistilBERT, ALBERT)
 and the tokenizer from the same source.
 
 Sources (`--pretrained_model`): a local keras-hub preset folder, a local
@@ -23,11 +23,11 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.encoders.families import FAMILIES
+from bam_tf.encoders.families import FamilyError
+from bam_tf.encoders.families import check_pair
+from bam_tf.encoders.families import family_of_hf
 from bam_tf.errors import BamError
-from bam_tf.families import FAMILIES
-from bam_tf.families import FamilyError
-from bam_tf.families import check_pair
-from bam_tf.families import family_of_hf
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # BERT's basic tokenization: runs of word characters, or one punctuation mark.

@@ -4,9 +4,11 @@ training step that mixes gold and teacher targets."""
 import keras
 import tensorflow as tf
 
-from bam_tf import losses
 from bam_tf.distribute import is_multi_worker
-from bam_tf.families import family_of
+from bam_tf.encoders.families import family_of
+from bam_tf.model import losses
+from bam_tf.model.schedule import TrainSchedule
+from bam_tf.tasks.task import HeadSpec
 
 
 @keras.saving.register_keras_serializable(package="bam_tf")
@@ -18,26 +20,17 @@ class BamModel(keras.Model):
     size-1 dense layer with a sigmoid for regression (labels scaled to
     [0, 1]). The sentence vector is the pooled output for families with a
     pretrained pooler (BERT, ALBERT), the first token's hidden state for
-    the others (`bam_tf.families`).
+    the others (`bam_tf.encoders.families`).
+
+    Its config is its architecture (backbone, tasks, dropout); how the
+    train step mixes and sums losses is the `TrainSchedule` given to
+    `compile`, so a saved model holds no training policy.
 
     Args:
         backbone: a keras-hub backbone of a family in `FAMILIES`.
-        task_specs: [(name, num_labels, is_regression)] in task-id order.
+        task_specs: `HeadSpec`s (name, num_labels, is_regression) in
+            task-id order (`task.head_spec`).
         dropout_rate: dropout before each head (0.1 in BERT and BAM).
-        total_steps: training steps, for teacher annealing's lambda.
-        distill: whether teacher targets are mixed in.
-        teacher_annealing: lambda = step / total_steps (else fixed).
-        distill_weight: the teacher's weight when annealing is off.
-        distill_temperature: the distillation temperature.
-        global_batch_size: the batch size over all replicas; the loss is
-            divided by it so that summed replica gradients are the mean.
-        loss_weights: one weight per task, in task-id order, multiplying
-            each example's loss (None: all 1, the original's plain sum).
-        micro_batch_size: examples a replica runs through the network at
-            once (None: its whole batch). Each replica's batch must be a
-            multiple of it: its gradients are summed over the micro-batches
-            and applied in one update, so a training step is still one
-            update on the same examples (gradient accumulation, for memory).
         **kwargs: `keras.Model` arguments; `dtype="mixed_float16"` makes
             `compile` wrap the optimizer in a `LossScaleOptimizer`, which
             `train_step` uses through `scale_loss` and `apply`.
@@ -46,15 +39,13 @@ class BamModel(keras.Model):
     >>> backbone = keras_hub.models.BertBackbone(
     ...     vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
     ...     intermediate_dim=64, max_sequence_length=64)
-    >>> model = BamModel(backbone, [("rte", 2, False), ("sts", 1, True)],
-    ...                  total_steps=100, global_batch_size=32)
+    >>> model = BamModel(backbone, [HeadSpec("rte", 2, False),
+    ...                             HeadSpec("sts", 1, True)])
+    >>> model.compile(optimizer="adam", schedule=TrainSchedule(
+    ...     total_steps=100, distill=True, global_batch_size=32))
     """
 
-    def __init__(self, backbone, task_specs, dropout_rate=0.1,
-                 total_steps=1, distill=False, teacher_annealing=True,
-                 distill_weight=0.5, distill_temperature=1.0,
-                 global_batch_size=32, loss_weights=None,
-                 micro_batch_size=None, **kwargs):
+    def __init__(self, backbone, task_specs, dropout_rate=0.1, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
         self.backbone = backbone
@@ -63,7 +54,7 @@ class BamModel(keras.Model):
                 layer.name == "pooled_dense" for layer in backbone.layers):
             # ELECTRA's untrained pooler: unused, so no gradient reaches it.
             backbone.get_layer("pooled_dense").trainable = False
-        self.task_specs = [tuple(s) for s in task_specs]
+        self.task_specs = [HeadSpec(*s) for s in task_specs]
         self.dropouts = {}
         self.heads = {}
         for name, num_labels, _ in self.task_specs:
@@ -77,28 +68,20 @@ class BamModel(keras.Model):
                 name=f"{name}_head", dtype=self.dtype_policy)
         # === Config ===
         self.dropout_rate = dropout_rate
-        self.total_steps = int(total_steps)
-        self.distill = distill
-        self.teacher_annealing = teacher_annealing
-        self.distill_weight = distill_weight
-        self.distill_temperature = distill_temperature
-        self.global_batch_size = int(global_batch_size)
-        self.loss_weights = ([float(w) for w in loss_weights]
-                             if loss_weights is not None else None)
-        if self.loss_weights is not None and (
-                len(self.loss_weights) != len(self.task_specs)):
-            raise ValueError(f"{len(self.loss_weights)} loss weights for "
-                             f"{len(self.task_specs)} tasks.")
-        self.micro_batch_size = (int(micro_batch_size)
-                                 if micro_batch_size is not None else None)
-        if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ValueError(f"micro_batch_size must be positive, got "
-                             f"{micro_batch_size}.")
+        self.schedule = None  # set by compile
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_trackers = {
             name: keras.metrics.Mean(name=f"loss_{name}")
             for name, _, _ in self.task_specs}
+
+    def compile(self, optimizer="adam", schedule=None, **kwargs):
+        """`keras.Model.compile`, plus the train step's `TrainSchedule`
+        (default: gold labels only, batches of 32)."""
+        schedule = schedule or TrainSchedule()
+        schedule.check_tasks(len(self.task_specs))
+        self.schedule = schedule
+        super().compile(optimizer=optimizer, **kwargs)
 
     def call(self, inputs, training=False):
         features = {k: inputs[k] for k in self.family.backbone_inputs()}
@@ -124,14 +107,12 @@ class BamModel(keras.Model):
         return [self.loss_tracker] + list(self.task_loss_trackers.values())
 
     def gold_weight(self):
-        return losses.gold_weight(
-            self.optimizer.iterations, self.total_steps, self.distill,
-            self.teacher_annealing, self.distill_weight)
+        return self.schedule.gold_weight(self.optimizer.iterations)
 
     def _batch_losses(self, batch, outputs, lam):
         per_example, per_task, masks = losses.multitask_per_example_loss(
-            outputs, batch, self.task_specs, lam, self.distill_temperature,
-            self.loss_weights)
+            outputs, batch, self.task_specs, lam,
+            self.schedule.distill_temperature, self.schedule.loss_weights)
         real = tf.cast(batch["is_real"], tf.float32)
         self.loss_tracker.update_state(per_example, sample_weight=real)
         for name, tracker in self.task_loss_trackers.items():
@@ -161,7 +142,8 @@ class BamModel(keras.Model):
             # summed over replicas) nor the micro-batch's (summed over
             # micro-batches).
             loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=self.global_batch_size)
+                per_example,
+                global_batch_size=self.schedule.global_batch_size)
             scaled = self.optimizer.scale_loss(loss)
         return tape.gradient(scaled, self.trainable_variables)
 
@@ -169,23 +151,24 @@ class BamModel(keras.Model):
         """None without micro-batches; else their number: an int when the
         replica's batch size is static, a tensor when it is not (length
         buckets leave the batch dimension unknown)."""
-        if self.micro_batch_size is None:
+        micro_batch_size = self.schedule.micro_batch_size
+        if micro_batch_size is None:
             return None
         # No apostrophe: the graph's assertion would print it escaped.
-        message = (f"micro_batch_size {self.micro_batch_size} must divide "
+        message = (f"micro_batch_size {micro_batch_size} must divide "
                    "the training batch of every replica (train_batch_size "
                    "/ number of replicas)")
         size = data["task_id"].shape[0]
         if size is not None:
-            if size % self.micro_batch_size:
+            if size % micro_batch_size:
                 raise ValueError(f"{message}; got {size} examples.")
-            return size // self.micro_batch_size
+            return size // micro_batch_size
         size = tf.shape(data["task_id"])[0]
-        check = tf.debugging.assert_equal(size % self.micro_batch_size, 0,
+        check = tf.debugging.assert_equal(size % micro_batch_size, 0,
                                           message=message)
         # The split reads this number: the check runs before it.
         with tf.control_dependencies([check] if check is not None else []):
-            return tf.identity(size // self.micro_batch_size)
+            return tf.identity(size // micro_batch_size)
 
     def _accumulated_gradients(self, data, lam, num_micro):
         # One update on the whole batch, computed a micro-batch at a time
@@ -194,13 +177,15 @@ class BamModel(keras.Model):
         # schedule, teacher annealing, checkpoints and resumption would
         # all count micro-batches). A while loop run one iteration at a
         # time keeps one micro-batch's activations alive, not all of them.
+        micro_batch_size = self.schedule.micro_batch_size
+
         def split(v):
             rest = v.shape[1:]
             if rest.is_fully_defined():  # static shapes stay static (TPU)
                 return tf.reshape(
-                    v, [num_micro, self.micro_batch_size] + rest.as_list())
+                    v, [num_micro, micro_batch_size] + rest.as_list())
             return tf.reshape(v, tf.concat(
-                [[num_micro, self.micro_batch_size], tf.shape(v)[1:]], 0))
+                [[num_micro, micro_batch_size], tf.shape(v)[1:]], 0))
 
         parts = {k: split(v) for k, v in data.items()}
         variables = self.trainable_variables
@@ -262,19 +247,19 @@ class BamModel(keras.Model):
             "backbone": keras.layers.serialize(self.backbone),
             "task_specs": [list(s) for s in self.task_specs],
             "dropout_rate": self.dropout_rate,
-            "total_steps": self.total_steps,
-            "distill": self.distill,
-            "teacher_annealing": self.teacher_annealing,
-            "distill_weight": self.distill_weight,
-            "distill_temperature": self.distill_temperature,
-            "global_batch_size": self.global_batch_size,
-            "loss_weights": self.loss_weights,
-            "micro_batch_size": self.micro_batch_size,
         })
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = {k: v for k, v in config.items()
+                  if k not in _SCHEDULE_KEYS}
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+# Model files saved before the schedule left the model's config carry these
+# (`total_steps=1, distill=False` in exports): read and dropped.
+_SCHEDULE_KEYS = ("total_steps", "distill", "teacher_annealing",
+                  "distill_weight", "distill_temperature",
+                  "global_batch_size", "loss_weights", "micro_batch_size")

@@ -17,18 +17,18 @@ import time
 import numpy as np
 from absl import logging
 
-from bam_tf import identity as identity_lib
-from bam_tf import scoring
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
 from bam_tf.config import Runtime
 from bam_tf.config import parse_task_loss_weights
+from bam_tf.experiment import identity as identity_lib
+from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
-from bam_tf.model_dir import ModelDir
-from bam_tf.run import train_and_evaluate
 from bam_tf.tasks import get_tasks
+from bam_tf.tasks import scoring
 
 RECIPES = ("single", "multi", "single_to_single", "single_to_multi",
            "multi_to_multi", "single_to_multi_to_single_to_multi")

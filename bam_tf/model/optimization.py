@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from bam_tf.families import family_of
+from bam_tf.encoders.families import family_of
 
 # Keras 3 matches weight-decay exclusions against a variable's short name
 # (TRAPS.md 6): BERT's "LayerNorm" and "bias" patterns would match nothing.

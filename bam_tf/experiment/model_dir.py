@@ -4,7 +4,7 @@ place that reads or writes its bookkeeping files.
     config.json       the configuration of the newest start; paths inside
                       the BAM_DIR relative to it ("./glue_data", "." for
                       the BAM_DIR itself), so they move with it
-    identity.json     what decides the run's numbers (`bam_tf.identity`)
+    identity.json     what decides the run's numbers (`bam_tf.experiment.identity`)
     runs.json         every start: when, where (host, pid, absolute paths),
                       which trials, output and runtime settings
     results.json/txt  the finished trials, merged under the folder's lock
@@ -12,10 +12,11 @@ place that reads or writes its bookkeeping files.
     checkpoints/trial_<k>/  what resuming trial k needs
     checkpoints/trial_<k>.weights.h5   its trained model
     logs/trial_<k>/   TensorBoard events
-    outputs/          predictions and GLUE files (`bam_tf.outputs`)
+    outputs/          predictions and GLUE files (`bam_tf.experiment.outputs`)
     vocab.txt         the tokenizer's vocabulary
 """
 
+import glob
 import json
 import math
 import os
@@ -24,12 +25,12 @@ import time
 
 from bam_tf import config as config_lib
 from bam_tf.errors import BamError
+from bam_tf.experiment.locking import Claim
+from bam_tf.experiment.locking import FolderLock
+from bam_tf.experiment.locking import claim_alive
+from bam_tf.experiment.locking import this_process
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
-from bam_tf.locking import Claim
-from bam_tf.locking import FolderLock
-from bam_tf.locking import claim_alive
-from bam_tf.locking import this_process
 
 
 class ModelDirError(BamError):
@@ -102,6 +103,11 @@ class ModelDir:
 
     def exists(self):
         return os.path.isdir(self.path)
+
+    def has_checkpoints(self):
+        """Whether any trial left training checkpoints or final weights."""
+        return bool(glob.glob(self.file("checkpoints", "trial_*", "*.index"))
+                    or glob.glob(self.file("checkpoints", "*.weights.h5")))
 
     def lock(self):
         return FolderLock(self.path)

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: statistics across trials and reports."""

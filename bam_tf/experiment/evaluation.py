@@ -1,0 +1,103 @@
+"""A trained model's predictions on a run's splits, their scores, and the
+files they are written to."""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from bam_tf.data import pipeline
+from bam_tf.distribute import is_multi_worker
+from bam_tf.experiment import outputs as outputs_lib
+from bam_tf.tasks import scoring
+
+
+def predict_split(model, task, task_id, features, config, label_slots):
+    """(eids, outputs) of one split: logits, or regression predictions on
+    the label scale; padding examples dropped."""
+    static = config.padding == "max_length"
+    dataset = pipeline.eval_dataset(
+        task, task_id, features, config.eval_batch_size, label_slots,
+        sequence_length=config.max_seq_length if static else None,
+        static_batches=static,
+        bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
+                        if config.padding == "buckets" else None))
+    result = _predict(model, dataset)
+    real = result["is_real"] > 0
+    outputs = np.asarray(result["outputs"][task.name])[real]
+    if task.is_regression:
+        outputs = task.unscale(outputs)
+    return result["eid"][real].astype(np.int64), outputs
+
+
+_LOCAL_PREDICT = weakref.WeakKeyDictionary()
+
+
+def _predict(model, dataset):
+    if not is_multi_worker(model.distribute_strategy):
+        return model.predict(dataset, verbose=0)
+    # Under MultiWorkerMirroredStrategy model.predict makes every worker
+    # take part in each batch; the chief predicts alone instead, reading its
+    # copy of the (synchronised) weights.
+    if model not in _LOCAL_PREDICT:
+        _LOCAL_PREDICT[model] = tf.function(model.predict_step,
+                                            reduce_retracing=True)
+    parts = [_LOCAL_PREDICT[model](batch) for batch in dataset]
+    return tf.nest.map_structure(
+        lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
+
+
+def predict_splits(model, data, splits):
+    """{(task, split): (eids, outputs)} for the given (task_id, split)s of
+    `data` (a `RunData`)."""
+    slots = pipeline.num_label_slots(data.tasks)
+    predictions = {}
+    for task_id, split in splits:
+        task = data.tasks[task_id]
+        _, features = data.split(task_id, split)
+        predictions[(task.name, split)] = predict_split(
+            model, task, task_id, features, data.config, slots)
+    return predictions
+
+
+def evaluate(model, data, predictions=None):
+    """({task: metrics} over each task's dev split(s), the average).
+
+    `predictions` (from `predict_splits`) saves predicting the dev splits
+    again when they are at hand.
+    """
+    dev = data.dev_splits()
+    if predictions is None:
+        predictions = predict_splits(model, data, dev)
+    scores = {}
+    for task_id, split in dev:
+        task = data.tasks[task_id]
+        _, features = data.split(task_id, split)
+        eids, outputs = predictions[(task.name, split)]
+        # Both sides sorted by example id line up row for row.
+        metrics = scoring.score_split(
+            task, features.labels[np.argsort(features.eids)],
+            outputs[np.argsort(eids)])
+        if split == task.dev_splits[0]:
+            scores[task.name] = metrics
+        else:  # MNLI mismatched: beside matched, not in the average
+            scores[task.name].update(
+                {f"{k}_{split}": v for k, v in metrics.items()})
+    return scores, scoring.glue_average(scores, data.tasks)
+
+
+def write_outputs(data, folder, trial, predictions, splits):
+    """Prediction files and GLUE submission files of `splits`."""
+    for task_id, split in splits:
+        task = data.tasks[task_id]
+        examples, _ = data.split(task_id, split)
+        eids, outputs = predictions[(task.name, split)]
+        outputs_lib.write_predictions(
+            outputs_lib.predictions_path(folder.path, task.name, split,
+                                         trial),
+            task, examples, eids, outputs)
+        if split in task.submission_files:
+            outputs_lib.write_glue_submission(
+                folder.glue_submission_path(
+                    trial, task.submission_files[split]),
+                task, eids, outputs)

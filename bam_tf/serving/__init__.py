@@ -1,0 +1,1 @@
+"""Serving: a trained model folder exported for use outside bam-tf."""
