@@ -35,6 +35,7 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     writes its own to `scratch`. `claim` (the chief's hold on the trial)
     is checked before anything lasting is written."""
     check_claim = claim.check if claim else (lambda: None)
+    source = InitSource(config) if config.init_from_model else None
     seed = trial_seed(config, trial)
     keras.utils.set_random_seed(seed)
     # Every variable, the encoder's too, must be made under the strategy's
@@ -42,8 +43,7 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     with strategy.scope():
         # Seeded by the trial's set_random_seed above, nothing between.
         encoder = build_encoder(config, data.vocabulary_texts(), (
-            InitSource(config).vocabulary()
-            if config.debug and config.init_from_model else None))
+            source.vocabulary() if source and config.debug else None))
     check_position_limit(config, encoder)
     if data.train_features is None:
         data.featurize(encoder.tokenizer)
@@ -68,7 +68,7 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
                  if runtime.micro_batch_size else "")
     with strategy.scope():
         model = _compiled_model(config, data, encoder, runtime, total_steps,
-                                next(iter(train_ds)))
+                                next(iter(train_ds)), source)
     trainer = TrialTrainer(
         model, train_ds,
         os.path.join(scratch, f"trial_{trial}") if scratch
@@ -99,17 +99,17 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
             "steps": total_steps, "train_loss": train_loss}
 
 
-def _compiled_model(config, data, encoder, runtime, total_steps, batch):
-    """The trial's model, built on `batch`, started from another run's
-    weights for --init_from_model, compiled with its schedule and its
+def _compiled_model(config, data, encoder, runtime, total_steps, batch,
+                    source=None):
+    """The trial's model, built on `batch`, started from `source` (an
+    `InitSource`, for --init_from_model), compiled with its schedule and its
     optimizer built (so that a checkpoint can restore the slots). Call
     under the strategy's scope."""
     model = BamModel(encoder.backbone, [t.head_spec for t in data.tasks],
                      dropout_rate=config.dropout_rate,
                      dtype=config.mixed_precision)
     model(batch)
-    if config.init_from_model:
-        source = InitSource(config)
+    if source:
         start_from_weights(model, source.weights_path, source.head_specs(),
                            batch)
     model.compile(
