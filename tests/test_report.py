@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from bam_tf.analysis import report
+from bam_tf.analysis import statistics
 from bam_tf.data.loading import load_split
 from bam_tf.experiment.outputs import predictions_path
 from bam_tf.experiment.outputs import read_predictions
@@ -20,71 +21,6 @@ from bam_tf.tasks import scoring
 from conftest import REPO
 from conftest import SHARED_GLUE
 from conftest import debug_config
-
-
-def test_holm_bonferroni_by_hand():
-    # sorted: 0.01 (x4) = 0.04; 0.02 (x3) = 0.06; 0.03 (x2) = 0.06 (kept
-    # monotone); 0.5 (x1) = 0.5
-    np.testing.assert_allclose(
-        report.holm_bonferroni([0.03, 0.5, 0.01, 0.02]),
-        [0.06, 0.5, 0.04, 0.06])
-    np.testing.assert_allclose(report.holm_bonferroni([0.4, 0.6]),
-                               [0.8, 0.8])
-    assert report.holm_bonferroni([0.9, 0.8]).max() == 1.0
-    assert [report.stars(p) for p in (0.0005, 0.005, 0.04, 0.2)] == [
-        "***", "**", "*", ""]
-
-
-def test_summaries_equal_numpy_and_scipy():
-    values = [60.1, 58.3, 62.7, 59.9, 61.0]
-    s = report.summarize(values)
-    assert s["median"] == np.median(values)
-    assert s["std"] == pytest.approx(stats.tstd(values))
-    assert s["mean"] == pytest.approx(np.mean(values))
-    assert (s["min"], s["max"]) == (58.3, 62.7)
-    # One trial has no spread to show: None, not 0.
-    assert report.summarize([61.0])["std"] is None
-
-
-def test_bootstrap_identical_and_clearly_better():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 400)
-    same = [np.where(rng.random(400) < 0.7, labels, 1 - labels)]
-    assert report.paired_bootstrap(scoring.accuracy, labels, same, same,
-                                   200) == 1.0
-    better = [np.where(rng.random(400) < 0.9, labels, 1 - labels)]
-    worse = [np.where(rng.random(400) < 0.6, labels, 1 - labels)]
-    # No resampled difference (about 0.3 +- 0.03) comes near 0: the
-    # smallest p that 500 draws can show, never 0.
-    assert report.paired_bootstrap(scoring.accuracy, labels, better, worse,
-                                   500) == pytest.approx(1 / 501)
-
-
-def test_bootstrap_of_the_average_over_tasks():
-    rng = np.random.default_rng(1)
-    labels = [rng.integers(0, 2, 300), rng.integers(0, 2, 200)]
-
-    def right(k, rate):
-        return [np.where(rng.random(len(labels[k])) < rate, labels[k],
-                         1 - labels[k])]
-    good = [right(0, 0.9), right(1, 0.9)]
-    poor = [right(0, 0.6), right(1, 0.6)]
-    part = lambda k, a, b: (scoring.accuracy, labels[k], a[k], b[k])  # noqa
-    # Better on both tasks: no resampled average difference near 0.
-    assert report.paired_bootstrap_average(
-        [part(0, good, poor), part(1, good, poor)], 300) == \
-        pytest.approx(1 / 301)
-    # A's gain on task 0 is B's on a second task, a copy of it with the
-    # models swapped: the observed average difference is 0, and every
-    # resampled one (each task drawn on its own) is at least as far from
-    # it, p = 1.
-    assert report.paired_bootstrap_average(
-        [part(0, good, poor), part(0, poor, good)], 300) == 1.0
-    # One task: paired_bootstrap's test, draw for draw.
-    assert report.paired_bootstrap_average([part(0, good, poor)], 300,
-                                           seed=3) == \
-        report.paired_bootstrap(scoring.accuracy, labels[0], good[0],
-                                poor[0], 300, seed=3)
 
 
 def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed,
@@ -142,25 +78,12 @@ def test_report_script(tiny_glue, tmp_path):
     assert tests[("avg", "bootstrap")]["p"] == tests[("rte", "bootstrap")]["p"]
     ps = [c["p"] for c in data["comparisons"]]
     np.testing.assert_allclose([c["p_holm"] for c in data["comparisons"]],
-                               report.holm_bonferroni(ps))
+                               statistics.holm_bonferroni(ps))
     assert "| strong | 5 | 82.0" in md.read_text()
 
 
-def test_mann_whitney_is_exact_with_ties_and_skips_single_trials(
-        tiny_glue, tmp_path):
-    # Separated groups: 2 of the C(6, 3) = 20 relabelings are as extreme,
-    # ties or not; scipy's default goes normal-approximate on ties, under.
-    tied = ([56.0, 56.0, 55.6], [57.0, 57.0, 58.0])
-    assert report.mann_whitney_p(*tied) == pytest.approx(2 / 20)
-    assert stats.mannwhitneyu(*tied).pvalue < 0.1
-    # Ties across groups, by hand: pooled midranks 1, 2.5, 2.5, 4; U of
-    # the first group over its 6 relabelings is 0.5, 0.5, 2, 2, 3.5, 3.5;
-    # observed 0.5: two-sided 2 * 2/6.
-    assert report.mann_whitney_p([1, 2], [2, 3]) == pytest.approx(2 / 3)
-    # No ties: scipy's exact test, 2 / C(8, 4).
-    assert report.mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == \
-        pytest.approx(2 / 70)
-    assert report.mann_whitney_p([1], [2, 3, 4]) is None
+def test_report_skips_comparisons_with_a_single_trial(tiny_glue, tmp_path):
+    # A single trial is no sample (statistics.mann_whitney_p gives None).
     _fake_results(tmp_path, tiny_glue, "once", {"rte": [60]})
     _fake_results(tmp_path, tiny_glue, "thrice", {"rte": [70, 71, 72]})
     data = report.build_report(str(tmp_path), ["once", "thrice"])
@@ -356,8 +279,8 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
     assert data["models"]["strong"]["no_dev_predictions"] == {"strong": [2]}
     assert data["models"]["strong"]["median"]["rte"] == 81.0
     labels = load_split(get_task("rte"), "dev", tiny_glue).labels
-    expected = report.paired_bootstrap(scoring.accuracy, labels, kept, weak,
-                                       200, 0)
+    expected = statistics.paired_bootstrap(scoring.accuracy, labels, kept, weak,
+                                           200, 0)
     tests = {(c["task"], c["test"]): c["p"] for c in data["comparisons"]}
     assert tests[("rte", "bootstrap")] == expected != p_full
     assert 1 / 201 < expected < 1
