@@ -146,24 +146,16 @@ class RunConfig:
                 f"{sorted(names)}."
             )
         values = dict(values)
-        if isinstance(values.get("task_names"), str):
-            values["task_names"] = [
-                t for t in values["task_names"].split(",") if t
-            ]
-        values["task_names"] = tuple(values.get("task_names", ()))
-        values["teachers"] = _task_pairs(
-            values, "teachers", parse_teachers, _model_name, "model names")
+        # The command line's text is parsed by its flags (bam_tf_flags):
+        # here only the forms config.json holds, lists and objects.
+        values["task_names"] = _sequence(values, "task_names", _name,
+                                         "task names")
+        values["teachers"] = _task_pairs(values, "teachers", _name,
+                                         "model names")
         values["task_loss_weights"] = _task_pairs(
-            values, "task_loss_weights", parse_task_loss_weights, float,
-            "numbers")
-        trials = values.get("teacher_trials", (1,))
-        if isinstance(trials, (int, str)):
-            trials = [t for t in str(trials).split(",") if t]
-        try:
-            values["teacher_trials"] = tuple(int(t) for t in trials)
-        except (TypeError, ValueError):
-            raise ConfigError(f"teacher_trials must be trial numbers, got "
-                              f"{values['teacher_trials']!r}.") from None
+            values, "task_loss_weights", float, "numbers")
+        values["teacher_trials"] = _sequence(
+            values, "teacher_trials", _trial_number, "trial numbers", (1,))
         config = cls(**values)
         config.validate()
         return config
@@ -404,75 +396,45 @@ class Runtime:
         return sorted(set(self.trials))
 
 
-def parse_trials(text):
-    """'3' or '4,5' or '1-3,7' -> (1, 2, 3, 7); errors name the flag."""
-    trials = set()
-    for item in [i.strip() for i in str(text).split(",") if i.strip()]:
-        first, sep, last = item.partition("-")
-        try:
-            first = int(first)
-            last = int(last) if sep else first
-        except ValueError:
-            raise ConfigError(f"--trials entry {item!r} is not a trial "
-                              "number or a range like 2-5.") from None
-        if first < 1 or last < first:
-            raise ConfigError(f"--trials entry {item!r}: trials are "
-                              "numbered from 1, ranges go upwards.")
-        trials.update(range(first, last + 1))
-    if not trials:
-        raise ConfigError("--trials names no trial.")
-    return tuple(sorted(trials))
-
-
-def _model_name(value):
+def _name(value):
     if not isinstance(value, str) or not value:
         raise TypeError(value)
     return value
 
 
-def _task_pairs(values, key, parse, convert, what):
-    """A task -> value option as the flag's text, a dict (config.json) or
-    pairs (a RunConfig's own field) -> sorted ((task, value), ...)."""
+def _trial_number(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _sequence(values, key, convert, what, default=()):
+    """A list option (config.json's list, or a RunConfig's tuple) ->
+    tuple; text such as 'rte,mrpc' is the flags' to parse, not ours."""
+    items = values.get(key, default)
+    try:
+        if isinstance(items, (str, bytes)) or not isinstance(
+                items, (list, tuple)):
+            raise TypeError(items)
+        return tuple(convert(v) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key} must be a list of {what}, got {items!r}.") from None
+
+
+def _task_pairs(values, key, convert, what):
+    """A task -> value option as a dict (config.json) or pairs (a
+    RunConfig's own field) -> sorted ((task, value), ...)."""
     pairs = values.get(key, ())
-    if isinstance(pairs, str):
-        pairs = parse(pairs)
     if isinstance(pairs, dict):
         pairs = pairs.items()
     try:
+        if isinstance(pairs, (str, bytes)):
+            raise TypeError(pairs)
         return tuple((str(t), convert(v)) for t, v in sorted(pairs))
     except (TypeError, ValueError):
         raise ConfigError(
             f"{key} must map tasks to {what}, got {values[key]!r}.") from None
-
-
-def _parse_task_pairs(text, flag, form, convert=str):
-    """'task:value,...' -> {task: convert(value)}: every entry of the
-    form task:value, no task twice, errors naming the flag and entry."""
-    pairs = {}
-    for item in [i for i in text.split(",") if i.strip()]:
-        task, sep, value = (s.strip() for s in item.partition(":"))
-        try:
-            value = convert(value) if sep else None
-        except ValueError:
-            value = None
-        if value is None:
-            raise ConfigError(
-                f"{flag} entry {item!r} is not of the form {form}.")
-        if task in pairs:
-            raise ConfigError(f"{flag} names task {task!r} twice.")
-        pairs[task] = value
-    return pairs
-
-
-def parse_teachers(text):
-    """'rte:rte-model,mrpc:mrpc-model' -> {'rte': 'rte-model', ...}."""
-    return _parse_task_pairs(text, "--teachers", "task:model")
-
-
-def parse_task_loss_weights(text):
-    """'sts:4,rte:0.5' -> {'sts': 4.0, 'rte': 0.5}."""
-    return _parse_task_pairs(text, "--task_loss_weights", "task:number",
-                             float)
 
 
 def glue_dir(config):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from bam_tf.data import pipeline
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
-from bam_tf.encoders import encoder as encoders
+from bam_tf.encoders.encoder import load_encoder
 from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import build_optimizer
 from bam_tf.model.schedule import TrainSchedule
@@ -77,7 +77,7 @@ def load_inputs(pretrained_model, bam_dir, glue_dir, task_names,
     tasks = get_tasks(task_names)
     examples = [load_split(t, "train", glue_dir, max_examples=num_examples,
                            double_unordered=False) for t in tasks]
-    encoder = encoders.load_encoder(pretrained_model, bam_dir)
+    encoder = load_encoder(pretrained_model, bam_dir)
     featurizer = Featurizer(encoder.tokenizer, max_seq_length)
     return tasks, examples, encoder, [featurizer.featurize(e)
                                       for e in examples]

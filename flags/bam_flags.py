@@ -15,7 +15,8 @@ from bam_tf.config import PRESETS
 from bam_tf.config import STRATEGIES
 from bam_tf.config import RunConfig
 from bam_tf.config import Runtime
-from bam_tf.config import parse_trials
+from bam_tf_flags.parsers import define_task_map
+from bam_tf_flags.parsers import define_trials
 
 # One line of help per configuration field; the default in force (and
 # what each preset sets) is added by `_help`.
@@ -120,6 +121,11 @@ def _flag_type(field):
     return kind
 
 
+# The task -> value fields: how a value is read, and its form in errors.
+_TASK_MAPS = {"teachers": (str, "task:model"),
+              "task_loss_weights": (float, "task:number")}
+
+
 def define_flags(flag_values=flags.FLAGS):
     fv = {"flag_values": flag_values}
     for field in dataclasses.fields(RunConfig):
@@ -131,7 +137,14 @@ def define_flags(flag_values=flags.FLAGS):
             flags.DEFINE_integer(field.name, None, help_text, **fv)
         elif kind is float:
             flags.DEFINE_float(field.name, None, help_text, **fv)
-        else:  # str and the comma-separated tuple fields
+        elif field.name == "task_names":
+            flags.DEFINE_list(field.name, None, help_text, **fv)
+        elif field.name == "teacher_trials":
+            define_trials(field.name, help_text, flag_values, __name__)
+        elif field.name in _TASK_MAPS:
+            define_task_map(field.name, *_TASK_MAPS[field.name], help_text,
+                            flag_values, __name__)
+        else:
             flags.DEFINE_string(field.name, None, help_text, **fv)
     flags.DEFINE_multi_enum(
         "preset", [], sorted(PRESETS),
@@ -158,12 +171,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("steps_per_execution", 1,
                          "Training steps per call into the device (the "
                          "original's iterations_per_loop).", **fv)
-    flags.DEFINE_string("trials", None,
-                        "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
-                        "(default: every unfinished trial of "
-                        "1..num_trials that no live process holds). Copies "
-                        "of one command on many GPUs or machines share the "
-                        "trials out either way.", **fv)
+    define_trials("trials",
+                  "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
+                  "(default: every unfinished trial of 1..num_trials that "
+                  "no live process holds). Copies of one command on many "
+                  "GPUs or machines share the trials out either way.",
+                  flag_values, __name__)
     flags.DEFINE_float("claim_timeout_secs", 600.0,
                        "A trial claimed by a process on another host whose "
                        "heartbeat is older than this is taken over (on the "
@@ -188,8 +201,7 @@ def runtime(flag_values=None):
         jit_compile=flag_values.jit_compile,
         micro_batch_size=flag_values.micro_batch_size,
         steps_per_execution=flag_values.steps_per_execution,
-        trials=(parse_trials(flag_values.trials)
-                if flag_values.trials else None),
+        trials=flag_values.trials,
         claim_timeout_secs=flag_values.claim_timeout_secs)
 
 

@@ -36,7 +36,7 @@ from absl import app
 from absl import flags
 
 from bam_tf.data.pipeline import bucket_boundaries
-from bam_tf.encoders import encoder as encoders
+from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf_benchmarks import harness as benchmark
@@ -119,7 +119,7 @@ def main(argv):
     buckets = bucket_boundaries(FLAGS.max_seq_length)
     if FLAGS.measure == "multi_vs_single":
         results["multi_vs_single"] = benchmark.multi_vs_single(
-            lambda: encoders.load_encoder(FLAGS.pretrained_model,
+            lambda: load_encoder(FLAGS.pretrained_model,
                                           FLAGS.bam_dir).backbone,
             tasks, features, FLAGS.batch_size, FLAGS.warmup_steps, buckets)
         return _finish(results, {
@@ -159,13 +159,13 @@ def main(argv):
         FLAGS.warmup_steps, bucket_lengths=buckets)
     print(benchmark.summary_line("bam_tf", results["bam_tf"]), flush=True)
     results["bam_tf_pad_to_longest"] = benchmark.bam_tf_throughput(
-        encoders.load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir).backbone,
+        load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir).backbone,
         tasks, features, FLAGS.batch_size, steps, FLAGS.warmup_steps)
     print(benchmark.summary_line("bam_tf_pad_to_longest",
                                  results["bam_tf_pad_to_longest"]),
           flush=True)
     if FLAGS.keras_hub and not tasks[0].is_regression:
-        fresh = encoders.load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir)
+        fresh = load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir)
         results["keras_hub"] = benchmark.keras_hub_throughput(
             fresh.backbone, fresh.tokenizer, tasks[0], examples[0],
             FLAGS.batch_size, FLAGS.keras_hub_steps or steps,

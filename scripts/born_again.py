@@ -61,7 +61,7 @@ def main(argv):
               if k not in _RECIPE_OWNED}
     try:
         runtime = bam_flags.runtime()
-        args = (FLAGS.recipe, FLAGS.model_name, FLAGS.task_names.split(","),
+        args = (FLAGS.recipe, FLAGS.model_name, list(FLAGS.task_names),
                 values)
         if FLAGS.print_commands:
             for config in recipe_configs(*args, debug=bool(FLAGS.debug)):

@@ -44,14 +44,16 @@ def main(argv):
         tokenizer = None
         if FLAGS.debug or FLAGS.pretrained_model:
             from bam_tf.data.loading import load_split
-            from bam_tf.encoders import encoder as encoders
+            from bam_tf.encoders.encoder import build_debug_encoder
+            from bam_tf.encoders.encoder import debug_vocabulary_texts
+            from bam_tf.encoders.encoder import load_encoder
             if FLAGS.debug:
-                texts = encoders.debug_vocabulary_texts(
+                texts = debug_vocabulary_texts(
                     [load_split(task, "train", FLAGS.glue_dir,
                                 FLAGS.data_source) for task in tasks])
-                tokenizer = encoders.build_debug_encoder(texts).tokenizer
+                tokenizer = build_debug_encoder(texts).tokenizer
             else:
-                tokenizer = encoders.load_encoder(
+                tokenizer = load_encoder(
                     FLAGS.pretrained_model, FLAGS.bam_dir).tokenizer
         stats = data_statistics(
             tasks, FLAGS.glue_dir, FLAGS.data_source, tokenizer,

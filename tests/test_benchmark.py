@@ -83,11 +83,13 @@ def test_profile_summary(tiny_features, tmp_path):
         steps=3, warmup_steps=1, sequence_length=32, predict=False,
         profile_dir=str(tmp_path))
     summary = benchmark.read_profile(str(tmp_path))
-    parts = {r["name"] for r in summary["by_part"]}
-    assert {"attention (forward)", "attention (backward)",
-            "feed-forward (forward)", "optimizer update"} <= parts
-    assert sum(r["percent"] for r in summary["by_part"]) == pytest.approx(
-        100.0)
+    # The real trace's op names are found in each part of a step, each
+    # with time measured in it (the names are keras-hub's and Keras's own:
+    # this breaks when they change).
+    parts = {r["name"]: r["percent"] for r in summary["by_part"]}
+    for part in ("attention (forward)", "attention (backward)",
+                 "feed-forward (forward)", "optimizer update"):
+        assert parts.get(part, 0.0) > 0.0, (part, parts)
 
 
 def test_script_multi_vs_single(tiny_glue, tiny_tokenizer, tmp_path):
@@ -149,7 +151,6 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
     whole, micro = runs
     assert (whole["micro_batch_size"], micro["micro_batch_size"]) == (None, 2)
     assert whole["train_steps"] == micro["train_steps"] == 2
-    assert whole["speed_vs_first"] == whole["peak_rss_vs_first"] == 1.0
     assert micro["speed_vs_first"] == pytest.approx(
         micro["train_examples_per_s"] / whole["train_examples_per_s"])
     assert micro["peak_rss_vs_first"] == pytest.approx(

@@ -55,7 +55,7 @@ def _planned_configs(recipe, values):
 
 
 def test_task_loss_weights_go_to_multi_task_steps_only(tmp_path):
-    values = {"bam_dir": str(tmp_path), "task_loss_weights": "sts:4"}
+    values = {"bam_dir": str(tmp_path), "task_loss_weights": {"sts": 4}}
     configs = _planned_configs("single_to_multi", values)
     # Teachers stay the runs (and folders) they are without weights.
     assert configs["p-rte-single"].task_loss_weights == ()

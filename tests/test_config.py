@@ -9,12 +9,11 @@ import pytest
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
-from bam_tf.config import parse_task_loss_weights
-from bam_tf.config import parse_teachers
+from bam_tf_flags.parsers import parse_trials
 
 from conftest import REPO
 
-BASE = {"model_name": "m", "bam_dir": "/tmp/b", "task_names": "rte,mrpc",
+BASE = {"model_name": "m", "bam_dir": "/tmp/b", "task_names": ["rte", "mrpc"],
         "debug": True}
 
 
@@ -25,8 +24,8 @@ def test_unknown_key_is_an_error():
 
 def test_json_round_trip_and_frozen(tmp_path):
     config = RunConfig.from_dict(
-        {**BASE, "distill": True, "teachers": "rte:t1,mrpc:t2",
-         "teacher_trials": "1,2"})
+        {**BASE, "distill": True, "teachers": {"rte": "t1", "mrpc": "t2"},
+         "teacher_trials": [1, 2]})
     assert config.task_names == ("rte", "mrpc")
     assert dict(config.teachers) == {"rte": "t1", "mrpc": "t2"}
     assert config.teacher_trials == (1, 2)
@@ -40,22 +39,26 @@ def test_json_round_trip_and_frozen(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"debug": False}, "Give --pretrained_model"),
     ({"pretrained_model": "x"}, "contradicts"),
-    ({"teachers": "rte:t"}, "without --distill"),
+    ({"teachers": {"rte": "t"}}, "without --distill"),
     ({"distill": True}, "needs --teachers"),
-    ({"distill": True, "teachers": "qqp:t"}, "not in --task_names"),
-    ({"distill": True, "teachers": "rte:m"}, "its own teacher"),
-    ({"task_names": "rte,rte"}, "duplicates"),
+    ({"distill": True, "teachers": {"qqp": "t"}}, "not in --task_names"),
+    ({"distill": True, "teachers": {"rte": "m"}}, "its own teacher"),
+    ({"task_names": ["rte", "rte"]}, "duplicates"),
     ({"lr_decay": 0.0}, "lr_decay"),
     ({"data_source": "csv"}, "data_source"),
-    ({"task_loss_weights": "cola:2"}, r"names tasks \['cola'\]"),
-    ({"task_loss_weights": "rte:0"}, "finite and > 0"),
-    ({"task_loss_weights": "rte:nan"}, "finite and > 0"),
+    ({"task_loss_weights": {"cola": 2}}, r"names tasks \['cola'\]"),
+    ({"task_loss_weights": {"rte": 0}}, "finite and > 0"),
+    ({"task_loss_weights": {"rte": "nan"}}, "finite and > 0"),
     ({"task_loss_weights": {"rte": "heavy"}}, "map tasks to numbers"),
     # Hand-edited config.json values: errors, not a crash in unpacking.
     ({"task_loss_weights": ["rte"]}, "map tasks to numbers"),
     ({"distill": True, "teachers": ["rte"]}, "map tasks to model names"),
     ({"distill": True, "teachers": {"rte": None}}, "map tasks to model names"),
-    ({"teacher_trials": "1,two"}, "teacher_trials must be trial numbers"),
+    ({"teacher_trials": [1, "two"]}, "teacher_trials must be a list of trial"),
+    # Text is the command line's, parsed by its flags: never split here.
+    ({"task_names": "rte,mrpc"}, "task_names must be a list of task names"),
+    ({"teacher_trials": "1,2"}, "teacher_trials must be a list of trial"),
+    ({"distill": True, "teachers": "rte:t"}, "map tasks to model names"),
 ])
 def test_contradictory_values_are_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -77,8 +80,9 @@ def test_bad_config_json_errors_name_the_file(tmp_path):
         RunConfig.from_json(str(path))
 
 
-def test_task_loss_weights_parse_round_trip_and_default(tmp_path):
-    config = RunConfig.from_dict({**BASE, "task_loss_weights": "mrpc:4,rte:.5"})
+def test_task_loss_weights_round_trip_and_default(tmp_path):
+    config = RunConfig.from_dict({**BASE, "task_loss_weights": {
+        "rte": 0.5, "mrpc": 4}})
     assert config.task_loss_weights == (("mrpc", 4.0), ("rte", 0.5))
     assert (config.loss_weight("rte"), config.loss_weight("mrpc")) == (0.5, 4)
     assert config.to_dict()["task_loss_weights"] == {"mrpc": 4.0, "rte": 0.5}
@@ -87,17 +91,38 @@ def test_task_loss_weights_parse_round_trip_and_default(tmp_path):
     assert RunConfig.from_json(str(path)) == config
     plain = RunConfig.from_dict(BASE)
     assert plain.task_loss_weights == () and plain.loss_weight("rte") == 1.0
-    for bad, message in (("rte", "task:number"), ("rte:x", "task:number"),
-                         ("rte:1,rte:2", "twice")):
-        with pytest.raises(ConfigError, match=message):
-            parse_task_loss_weights(bad)
 
 
-def test_teacher_parsing_errors():
-    with pytest.raises(ConfigError, match="task:model"):
-        parse_teachers("rte")
-    with pytest.raises(ConfigError, match="twice"):
-        parse_teachers("rte:a,rte:b")
+def test_structured_flags_parse_to_the_config_json_forms():
+    assert _parsed("--task_names=rte,mrpc", "--teacher_trials=1-3",
+                   "--task_loss_weights=mrpc:4,rte:.5",
+                   "--teachers=rte:t1, mrpc:t2") == {
+        "task_names": ["rte", "mrpc"], "teacher_trials": (1, 2, 3),
+        "task_loss_weights": {"mrpc": 4.0, "rte": 0.5},
+        "teachers": {"rte": "t1", "mrpc": "t2"}}
+    config = RunConfig.from_dict({**BASE, "distill": True, **_parsed(
+        "--task_names=rte,mrpc", "--teachers=rte:t1,mrpc:t2",
+        "--teacher_trials=1,2")})
+    assert config.teachers == (("mrpc", "t2"), ("rte", "t1"))
+    assert config.teacher_trials == (1, 2)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ("--task_loss_weights=rte", r"--task_loss_weights=rte: entry 'rte' is "
+                                r"not of the form task:number"),
+    ("--task_loss_weights=rte:x", "not of the form task:number"),
+    ("--task_loss_weights=rte:1,rte:2", "names task 'rte' twice"),
+    ("--teachers=rte", r"--teachers=rte: entry 'rte' is not of the form "
+                       r"task:model"),
+    ("--teachers=:m", "not of the form task:model"),
+    ("--teachers=rte:a,rte:b", "twice"),
+    ("--teacher_trials=1,two", "'two' is not a trial number"),
+    ("--trials=0", "numbered from 1"),
+])
+def test_structured_flag_errors_name_the_flag_and_entry(argv, message):
+    from absl import flags
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        _parsed(argv)
 
 
 def _parsed(*argv):
@@ -153,3 +178,17 @@ def test_paper_hyperparameters():
     assert PRESETS["multi_task"]["train_batch_size"] == 128
     assert PRESETS["multi_task"]["num_train_epochs"] == 6.0
     assert PRESETS["multi_task"]["lr_decay"] == 0.9
+
+
+@pytest.mark.parametrize("text, trials", [
+    ("3", (3,)), ("4,5", (4, 5)), ("1-3,7", (1, 2, 3, 7)), ("2,2", (2,))])
+def test_parse_trials(text, trials):
+    assert parse_trials(text) == trials
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0", "numbered from 1"), ("3-1", "ranges go upwards"),
+    ("a", "'a' is not a trial number"), (",", "names no trial")])
+def test_parse_trials_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_trials(text)

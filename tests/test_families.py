@@ -16,7 +16,9 @@ import sentencepiece
 from bam_tf.data.examples import Examples
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
-from bam_tf.encoders import encoder as encoders
+from bam_tf.encoders.encoder import EncoderError
+from bam_tf.encoders.encoder import detect_folder_kind
+from bam_tf.encoders.encoder import load_encoder
 from bam_tf.encoders.families import FAMILIES
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.model.bam_model import BamModel
@@ -302,15 +304,15 @@ def test_unconvertible_hugging_face_folders_name_folder_and_family(tmp_path):
         (folder / "config.json").write_text(
             json.dumps({"model_type": model_type}))
         (folder / "model.safetensors").write_bytes(b"")
-        with pytest.raises(encoders.EncoderError) as e:
-            encoders.load_encoder(str(folder))
+        with pytest.raises(EncoderError) as e:
+            load_encoder(str(folder))
         assert str(folder) in str(e.value) and family in str(e.value)
         assert "cannot convert" in str(e.value)
     folder = tmp_path / "gpt2"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(encoders.EncoderError, match="not of a supported"):
-        encoders.load_encoder(str(folder))
+    with pytest.raises(EncoderError, match="not of a supported"):
+        load_encoder(str(folder))
 
 
 def test_teacher_of_another_encoder_is_said(tmp_path, tiny_glue, caplog):
@@ -443,8 +445,8 @@ def test_hugging_face_folder_loads_the_same_encoder(name, tmp_path):
     backbone, tokenizer = tiny_encoder(name)
     folder = str(tmp_path / "hf")
     write_hf_folder(name, backbone, tokenizer, folder)
-    assert encoders.detect_folder_kind(folder) == "hf_folder"
-    loaded = encoders.load_encoder(folder)
+    assert detect_folder_kind(folder) == "hf_folder"
+    loaded = load_encoder(folder)
     assert type(loaded.backbone) is type(backbone)
     assert type(loaded.tokenizer) is type(tokenizer)
     (a, b), expected = _pair_and_expected(name, tokenizer)

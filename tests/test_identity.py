@@ -13,8 +13,7 @@ import pytest
 from bam_tf import config as config_lib
 from bam_tf.config import ConfigError
 from bam_tf.config import Runtime
-from bam_tf.config import parse_trials
-from bam_tf.encoders import encoder as encoders
+from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import RunError
 from bam_tf.experiment import identity as identity_lib
 from bam_tf.experiment.guard import check_model_dir
@@ -100,11 +99,11 @@ def test_encoder_fingerprint_follows_the_weights_not_the_path(
     first = _preset(tmp_path / "a", tiny_backbone(seed=0), tiny_tokenizer)
     copy = shutil.copytree(first, tmp_path / "b")
     other = _preset(tmp_path / "c", tiny_backbone(seed=1), tiny_tokenizer)
-    prints = [identity_lib.encoder_fingerprint(encoders.load_encoder(p))
+    prints = [identity_lib.encoder_fingerprint(load_encoder(p))
               for p in (first, copy, other)]
     assert prints[0] == prints[1] != prints[2]
     # One changed weight is another encoder.
-    encoder = encoders.load_encoder(first)
+    encoder = load_encoder(first)
     variable = encoder.backbone.weights[-1]
     variable.assign(variable.numpy() + np.float32(1e-3))
     assert identity_lib.encoder_fingerprint(encoder) != prints[0]
@@ -118,20 +117,6 @@ def test_targets_fingerprint_sees_any_change():
     changed[2, 1] += 1e-6
     assert identity_lib.targets_fingerprint(changed) != same
     assert identity_lib.targets_fingerprint(targets.reshape(2, 3)) != same
-
-
-@pytest.mark.parametrize("text, trials", [
-    ("3", (3,)), ("4,5", (4, 5)), ("1-3,7", (1, 2, 3, 7)), ("2,2", (2,))])
-def test_parse_trials(text, trials):
-    assert parse_trials(text) == trials
-
-
-@pytest.mark.parametrize("text, message", [
-    ("0", "numbered from 1"), ("3-1", "ranges go upwards"),
-    ("a", "'a' is not a trial number"), (",", "names no trial")])
-def test_parse_trials_errors(text, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_trials(text)
 
 
 def test_runtime_is_checked_against_the_configuration(tmp_path):

@@ -127,7 +127,7 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
                        r"\(saved 0.003, now 1.0\)"):
         check_model_dir(config.replace(learning_rate=1.0))
     # Settings of distillation change nothing while it is off.
-    check_model_dir(config.replace(distill_weight=1.0, teacher_trials="1,2",
+    check_model_dir(config.replace(distill_weight=1.0, teacher_trials=[1, 2],
                                    teacher_annealing=False))
     _finish_trial_1(check_model_dir(config.replace(learning_rate=1.0),
                                     overwrite=True))
@@ -144,7 +144,7 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     with pytest.raises(RunError, match=r"differs in "
                        r"experiment.task_loss_weights \(saved \{\}, now "
                        r"\{'rte': 2.0\}\)"):
-        check_model_dir(same.replace(task_loss_weights="rte:2"))
+        check_model_dir(same.replace(task_loss_weights={"rte": 2}))
 
 
 def test_max_seq_length_over_position_limit(tmp_path, tiny_glue,

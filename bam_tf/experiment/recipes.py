@@ -21,7 +21,6 @@ from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
 from bam_tf.config import Runtime
-from bam_tf.config import parse_task_loss_weights
 from bam_tf.experiment import identity as identity_lib
 from bam_tf.experiment.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
@@ -199,10 +198,7 @@ def _task_loss_weights(values, runs, recipe):
     """The user's task loss weights, for the multi-task steps only: they
     weigh tasks against each other, and one-task steps then stay the same
     runs (the same teacher folders) as without them."""
-    weights = values.get("task_loss_weights") or {}
-    if isinstance(weights, str):
-        weights = parse_task_loss_weights(weights)
-    weights = dict(weights)
+    weights = dict(values.get("task_loss_weights") or {})
     if not weights:
         return {}
     # Tasks outside --task_names are refused by the multi-task steps' own
