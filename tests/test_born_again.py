@@ -175,7 +175,7 @@ def test_trials_left_are_those_asked_for_not_in_the_results(tmp_path,
                                                            tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "done", ["rte"], num_trials=3)
     folder = check_model_dir(config)
-    left = lambda c, trials=None: recipes._trials_left(
+    left = lambda c, trials=None: recipes.trials_left(
         c, Runtime(trials=trials))
     assert left(config) == {1, 2, 3}  # no results yet
     record = lambda t: {"trial": t, "seed": t, "avg": 50.0,

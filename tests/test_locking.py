@@ -115,12 +115,12 @@ def test_claim_of_a_live_process_is_kept_of_a_dead_one_taken(tmp_path,
     live = _sleeper()
     try:
         _claim_file(path, host=socket.gethostname(), pid=live.pid,
-                    started=locking._start_ticks(live.pid))
+                    started=locking.process_start_ticks(live.pid))
         assert Claim.take(str(path), 600, lock) is None
         # The same pid with another start time is another process (a pid
         # reused after the claimer died).
         _claim_file(path, host=socket.gethostname(), pid=live.pid,
-                    started=locking._start_ticks(live.pid) + 1)
+                    started=locking.process_start_ticks(live.pid) + 1)
         assert Claim.take(str(path), 600, lock) is not None
     finally:
         live.kill()
@@ -179,12 +179,18 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode
 
 
+def _state(pid):
+    """Field 3 of /proc/<pid>/stat, after the command name."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_an_ended_unreaped_process_is_not_alive():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     owner = {"host": socket.gethostname(), "pid": child.pid,
-             "started": locking._start_ticks(child.pid)}
+             "started": locking.process_start_ticks(child.pid)}
     deadline = time.monotonic() + 60
-    while locking._stat_fields(child.pid)[0] != "Z":  # ended, not reaped
+    while _state(child.pid) != "Z":  # ended, not reaped
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert not locking.process_alive(owner)

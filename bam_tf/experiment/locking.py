@@ -50,7 +50,7 @@ def this_process():
     host name apart (the boot id and the pid namespace). None where /proc
     has no answer."""
     return {"host": socket.gethostname(), "pid": os.getpid(),
-            "started": _start_ticks(os.getpid()), "machine": _machine()}
+            "started": process_start_ticks(os.getpid()), "machine": _machine()}
 
 
 def _machine():
@@ -69,7 +69,10 @@ def _stat_fields(pid):
         return f.read().rsplit(")", 1)[1].split()
 
 
-def _start_ticks(pid):
+def process_start_ticks(pid):
+    """When process `pid` started, in clock ticks since boot (with its pid,
+    it names one process: pids are reused, start times are not), or None
+    without /proc."""
     try:
         return int(_stat_fields(pid)[19])  # field 22
     except (OSError, IndexError, ValueError):

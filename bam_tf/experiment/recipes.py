@@ -97,7 +97,7 @@ def recipe_configs(recipe, prefix, task_names, values, debug=False):
     return configs
 
 
-def _trials_left(config, runtime, needed=()):
+def trials_left(config, runtime, needed=()):
     """The trials of `config` this process is asked for (and `needed`, the
     trials its students learn from) that are not yet in its folder's
     results, whoever is running them."""
@@ -156,7 +156,7 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
         progressed = False
         for config in list(pending):
             extra = needed.get(config.model_name, set())
-            left = _trials_left(config, runtime, extra)
+            left = trials_left(config, runtime, extra)
             if not left:
                 logging.info("%s: finished%s.", config.model_name,
                              "" if waited else " earlier; skipped")
