@@ -1,20 +1,99 @@
-"""Imported by every script before TensorFlow loads: TensorFlow's C++
-INFO and WARNING lines stay off the terminal (its errors still show)."""
+"""Imported by every script before TensorFlow loads, so that a command's
+own output is not buried under TensorFlow's start-up lines.
 
+TensorFlow's C++ INFO and WARNING lines are off (TF_CPP_MIN_LOG_LEVEL=2),
+but TensorFlow 2.21 prints some before its logging reads that setting,
+and on a machine without an NVIDIA driver it reports the failed CUDA
+initialisation as an error (`E0000 ... failed call to cuInit`). While a
+script's modules load and its devices are found, the process's stderr
+goes to a temporary file; then every line of it is written back except
+those start-up lines (a cuInit failure only where no NVIDIA driver is
+installed: with one, it is a real error). Errors, warnings from Python and
+tracebacks are all written back.
+"""
+
+import atexit
 import os
+import re
+import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# C++ INFO/WARNING lines (I0000 00:00:1796195140.250004  11270 port.cc:153]
+# ...), which TF_CPP_MIN_LOG_LEVEL=2 is meant to hide, and what comes with
+# them. Python's absl lines name a .py file and are kept.
+_NOISE = re.compile(
+    r"^(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+\.cc:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called "
+    r"are written to STDERR"
+    r"|To enable the following instructions: .* in other operations, "
+    r"rebuild TensorFlow with the appropriate compiler flags\.$)")
+# Errors that only say there is no GPU, where the machine has no driver.
+_NO_GPU = re.compile(
+    r"^E\d{4} [\d:.]+ +\d+ [\w./-]+\.cc:\d+\] (?:failed call to cuInit"
+    r"|Unable to register cu(?:DNN|FFT|BLAS) factory)")
+
+
+def _has_nvidia_driver():
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists(
+        "/dev/nvidia0")
+
+
+class _StartupFilter:
+    """Holds fd 2 in a temporary file until `release`."""
+
+    def __init__(self):
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        self._drop_no_gpu = not _has_nvidia_driver()
+        atexit.register(self.release)  # an import error, a sys.exit
+
+    def _kept(self, line):
+        text = line.decode("utf-8", "replace")
+        if _NOISE.match(text):
+            return False
+        return not (self._drop_no_gpu and _NO_GPU.match(text))
+
+    def release(self):
+        if self._saved is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._file.seek(0)
+        for line in self._file:
+            if self._kept(line):
+                os.write(2, line)
+        self._file.close()
+
+
+def _is_main_program():
+    """Whether this process runs one of the scripts (or its console
+    command), not a program that imports them, such as pytest."""
+    name = os.path.basename(sys.argv[0] if sys.argv else "")
+    here = os.path.dirname(os.path.abspath(__file__))
+    return name.startswith("bam-") or (
+        name.endswith(".py") and os.path.isfile(os.path.join(here, name)))
+
+
+_filter = _StartupFilter() if _is_main_program() else None
 
 
 def run(main, module_name):
     """`app.run(main)` for the script `module_name`, its flags listed by
     --help also when it runs as a console command (whose main module is
     pip's wrapper, not the script)."""
-    import sys
-
     from absl import app
     from absl import flags
 
+    if _filter is not None:
+        if "tensorflow" in sys.modules:  # finding the devices prints too
+            sys.modules["tensorflow"].config.list_physical_devices()
+        _filter.release()
     for flag in flags.FLAGS.get_key_flags_for_module(
             sys.modules[module_name]):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)

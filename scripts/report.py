@@ -6,7 +6,8 @@ bootstrap over dev examples, per task and for the average),
 Holm-Bonferroni corrected.
 
     python scripts/report.py --bam_dir=DIR --model_names=single,multi \
-        [--output_json=report.json] [--markdown=report.md]
+        [--output_json=report.json] [--markdown=report.md] \
+        [--figure=scores.png --paper_scores=paper.json]
 
 A name LABEL=a+b+... makes one row of several model folders joined by trial
 number, as the paper's "Single" row joins one single-task model per task:
@@ -18,12 +19,16 @@ predictions every run writes there: how well each model fits what it
 trained on, to tell under-fitting from over-fitting (Mann-Whitney U only).
 """
 
+import json
+import logging
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
+from bam_tf.analysis.figure import check_paper_scores
+from bam_tf.analysis.figure import draw_scores
 from bam_tf.analysis.report import build_report
 from bam_tf.analysis.report import format_markdown
 from bam_tf.errors import BamError
@@ -44,6 +49,14 @@ flags.DEFINE_string("glue_dir", None,
                     "model folders moved to another machine.")
 flags.DEFINE_string("output_json", None, "Write the report as JSON.")
 flags.DEFINE_string("markdown", None, "Write the report as Markdown.")
+flags.DEFINE_string("figure", None,
+                    "Write a PNG of every model's score per task and on "
+                    "average: each trial a dot, the median a bar.")
+flags.DEFINE_string("paper_scores", None,
+                    "JSON file of the paper's numbers to draw beside the "
+                    "models in --figure: {model label: {task: score}} "
+                    "(docs/results/paper_table1.json).")
+flags.DEFINE_string("figure_title", None, "Title of --figure.")
 flags.mark_flags_as_required(["bam_dir", "model_names"])
 FLAGS = flags.FLAGS
 
@@ -55,14 +68,40 @@ def main(argv):
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
                               FLAGS.bootstrap_samples, FLAGS.seed,
                               FLAGS.split, FLAGS.glue_dir)
+        paper = _paper_scores(FLAGS.paper_scores, report)
     except BamError as e:
         sys.exit(f"error: {e}")
     text = format_markdown(report)
     print(text, end="")
+    wrote = []
     if FLAGS.output_json:
         atomic_write_json(FLAGS.output_json, report)
+        wrote.append(FLAGS.output_json)
     if FLAGS.markdown:
         atomic_write_text(FLAGS.markdown, text)
+        wrote.append(FLAGS.markdown)
+    if FLAGS.figure:
+        # matplotlib's font cache notice is not the report's.
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
+        draw_scores(report, FLAGS.figure, paper, FLAGS.figure_title)
+        wrote.append(FLAGS.figure)
+    print(f"\nwrote {', '.join(wrote)}" if wrote else
+          "\n(printed only: --output_json, --markdown and --figure write "
+          "files)")
+
+
+def _paper_scores(path, report):
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            paper = json.load(f)
+    except OSError as e:
+        raise BamError(f"--paper_scores: cannot read {path}: "
+                       f"{e.strerror}.") from None
+    except json.JSONDecodeError as e:
+        raise BamError(f"{path} is not valid JSON: {e}.") from None
+    return check_paper_scores(paper, report, path)
 
 
 def run():

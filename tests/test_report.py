@@ -105,6 +105,32 @@ def _fake_results(bam_dir, glue_dir, name, scores):
                       {"trials": trials})
 
 
+def test_report_script_draws_the_figure_and_names_what_it_wrote(
+        tiny_glue, tmp_path):
+    _fake_results(tmp_path, tiny_glue, "a", {"rte": [60, 62, 64]})
+    _fake_results(tmp_path, tiny_glue, "b", {"rte": [50, 52, 54]})
+    paper, figure = tmp_path / "paper.json", tmp_path / "scores.png"
+    paper.write_text(json.dumps({"_source": "t", "a": {"rte": 70.4}}))
+    argv = [sys.executable, os.path.join(REPO, "scripts", "report.py"),
+            f"--bam_dir={tmp_path}", "--model_names=a,b",
+            f"--figure={figure}", f"--paper_scores={paper}"]
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.rstrip().endswith(f"wrote {figure}")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A damaged paper file: an error naming it and the line, nothing
+    # written over the figure already there.
+    before = figure.read_bytes()
+    paper.write_text('{"a": {"rte": 70.4},\n "b": }')
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1
+    assert f"error: {paper} is not valid JSON" in result.stderr
+    assert "line 2" in result.stderr and "Traceback" not in result.stderr
+    assert figure.read_bytes() == before
+
+
 def test_group_row_joins_single_task_folders(tiny_glue, tmp_path):
     _fake_results(tmp_path, tiny_glue, "s-rte", {"rte": [60, 62, 64]})
     _fake_results(tmp_path, tiny_glue, "s-cola", {"cola": [20, 30]})

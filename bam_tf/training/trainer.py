@@ -136,7 +136,10 @@ class TrialTrainer:
                     self.train_ds.skip(step) if step else self.train_ds,
                     initial_epoch=first, epochs=last,
                     steps_per_epoch=min(steps, self.total_steps - step),
-                    callbacks=callbacks, verbose=self.verbose)
+                    callbacks=callbacks, verbose=self.verbose,
+                    # The mixture is shuffled by its seed; Keras would
+                    # ignore shuffle=True on a dataset, with a warning.
+                    shuffle=False)
         finally:
             tensorboard.close()
 
