@@ -160,6 +160,46 @@ def test_teacher_annealing_in_tensorboard(recipe_run):
             (event.step - 1) / total, abs=1e-6), event.step
 
 
+def test_trial_hparams_and_final_scores_for_the_dashboard(recipe_run):
+    """Each finished trial is one HParams session: its settings as set,
+    and its final dev scores equal to results.json's."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import metadata
+    bam_dir, _, _ = recipe_run
+    student = _model_dir(bam_dir, "t-single-to-multi")
+    with open(os.path.join(student, "results.json")) as f:
+        record = json.load(f)["trials"][0]
+    with open(os.path.join(student, "config.json")) as f:
+        config = json.load(f)
+    acc = event_accumulator.EventAccumulator(
+        os.path.join(student, "logs", "trial_1"),
+        size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(
+        content[metadata.SESSION_START_INFO_TAG])
+    hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+               for k, v in start.hparams.items()}
+    assert start.group_name == "t-single-to-multi/trial_1"
+    assert hparams["learning_rate"] == pytest.approx(
+        config["learning_rate"])
+    assert hparams["distill"] is True and hparams["trial"] == 1
+    assert hparams["teachers"] == json.dumps(config["teachers"],
+                                             sort_keys=True)
+    assert hparams["max_train_examples"] == config["max_train_examples"]
+    final = {tag: acc.Tensors(tag) for tag in acc.Tags()["tensors"]
+             if tag.startswith("final/")}
+    assert sorted(final) == ["final/dev_avg", "final/dev_rte",
+                             "final/dev_sts"]
+    for tag, events in final.items():
+        (event,) = events
+        assert event.step == record["steps"]
+        expected = (record["avg"] if tag == "final/dev_avg" else
+                    record["metrics"][tag[len("final/dev_"):]]["score"])
+        assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(
+            expected, rel=1e-6)
+
+
 def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
     bam_dir, values, _ = recipe_run
 

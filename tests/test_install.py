@@ -6,6 +6,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +48,59 @@ def test_command_runs_from_any_folder_and_lists_its_flags(tmp_path, command,
     result = subprocess.run([path, "--helpshort"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert flag + ":" in result.stdout, result.stdout[-2000:]
+
+
+_FILTER_PROGRAM = r"""
+import os, sys
+sys.argv[0] = "bam-probe"
+from bam_tf_scripts import _startup
+for line in (
+        "WARNING: All log messages before absl::InitializeLog() is called "
+        "are written to STDERR",
+        "I0000 00:00:1796195140.250004   11270 port.cc:153] oneDNN custom "
+        "operations are on.",
+        "W0000 00:00:1796195140.250344   11270 cudart_stub.cc:31] Could not "
+        "find cuda drivers on your machine, GPU will not be used.",
+        "To enable the following instructions: AVX2 FMA, in other "
+        "operations, rebuild TensorFlow with the appropriate compiler flags.",
+        "E0000 00:00:1796195148.433491   11270 cuda_platform.cc:52] failed "
+        "call to cuInit: INTERNAL: CUDA error",
+        "E0000 00:00:1796195148.433491   11270 op_kernel.cc:1] a real error",
+        "W1202 07:05:54.553923 140373156739968 trial.py:63] ours, kept"):
+    os.write(2, (line + "\n").encode())
+print("python's own stderr", file=sys.stderr)
+_startup._filter.release()
+os.write(2, b"after\n")
+"""
+
+
+def test_startup_filter_drops_tensorflows_start_up_lines_only():
+    result = subprocess.run([sys.executable, "-c", _FILTER_PROGRAM],
+                            capture_output=True, text=True, timeout=60,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    kept = result.stderr.splitlines()
+    no_driver = not (os.path.exists("/proc/driver/nvidia/version")
+                     or os.path.exists("/dev/nvidia0"))
+    # A cuInit failure is only noise where no NVIDIA driver is installed.
+    assert kept == (
+        [] if no_driver else [
+            "E0000 00:00:1796195148.433491   11270 cuda_platform.cc:52] "
+            "failed call to cuInit: INTERNAL: CUDA error"]) + [
+        "E0000 00:00:1796195148.433491   11270 op_kernel.cc:1] a real error",
+        "W1202 07:05:54.553923 140373156739968 trial.py:63] ours, kept",
+        "python's own stderr", "after"]
+
+
+def test_a_command_starts_without_tensorflows_start_up_lines():
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "run_classifier.py"),
+         "--model_name=m", "--bam_dir=/nonexistent/bam", "--task_names=qqq",
+         "--debug"], capture_output=True, text=True, timeout=300)
+    assert "absl::InitializeLog" not in result.stderr
+    assert "I0000" not in result.stderr and "port.cc" not in result.stderr
+    if not os.path.exists("/dev/nvidia0"):
+        assert "cuInit" not in result.stderr
+    # The user's mistake still reaches the terminal, first.
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: "), result.stderr[:2000]

@@ -13,6 +13,7 @@ from bam_tf.experiment.evaluation import evaluate
 from bam_tf.experiment.evaluation import predict_splits
 from bam_tf.experiment.evaluation import write_outputs
 from bam_tf.experiment.guard import check_position_limit
+from bam_tf.experiment.hparams import write_trial_hparams
 from bam_tf.experiment.init_source import InitSource
 from bam_tf.io_utils import atomic_write_text
 from bam_tf.model.bam_model import BamModel
@@ -94,6 +95,8 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     scores, avg = evaluate(model, data, predictions)
     check_claim()
     write_outputs(data, folder, trial, predictions, splits)
+    write_trial_hparams(folder.logs_dir(trial), config, trial, seed, scores,
+                        avg, total_steps)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
             "steps": total_steps, "train_loss": train_loss}
