@@ -184,6 +184,8 @@ def _finish(results, headline):
         atomic_write_json(FLAGS.output_json, results)
     print(json.dumps({**headline, "input_pipeline_examples_per_s":
                       results["input_pipeline_examples_per_s"]}))
+    if FLAGS.output_json:
+        print(f"wrote {FLAGS.output_json}")
 
 
 def run():

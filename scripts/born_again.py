@@ -13,6 +13,7 @@ trials out; a student waits for the teacher trials it learns from.
 teachers first, for a scheduler.
 """
 
+import os
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -22,6 +23,7 @@ from absl import flags
 from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
 from bam_tf.experiment.recipes import RECIPES
+from bam_tf.experiment.recipes import comparison_base
 from bam_tf.experiment.recipes import format_table
 from bam_tf.experiment.recipes import recipe_configs
 from bam_tf.experiment.recipes import run_recipe
@@ -82,6 +84,10 @@ def main(argv):
         sys.exit(f"error: {e}")
     print(f"\n{FLAGS.recipe}: dev scores, median over trials\n")
     print(format_table(table))
+    base = comparison_base(FLAGS.bam_dir, FLAGS.model_name, FLAGS.recipe)
+    names = ", ".join(m["name"] for m in table["models"])
+    print(f"wrote the models under {os.path.join(FLAGS.bam_dir, 'models')} "
+          f"({names}) and this table to {base}.json and {base}.txt")
 
 
 def run():

@@ -64,6 +64,7 @@ def main(argv):
     print(format_statistics(stats), end="")
     if FLAGS.output_json:
         atomic_write_json(FLAGS.output_json, stats)
+        print(f"wrote {FLAGS.output_json}")
 
 
 def run():

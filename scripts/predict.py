@@ -146,6 +146,7 @@ def main(argv):
     try:
         examples = read_examples(infile, source, input_format, pair_tasks,
                                  FLAGS.skip_header)
+        written = 0
         for batch in _batches(examples, FLAGS.batch_size):
             text_a = tf.constant([a for a, _ in batch])
             text_b = tf.constant([b for _, b in batch])
@@ -159,6 +160,7 @@ def main(argv):
             for row in _rows(result, tasks, name, len(batch)):
                 outfile.write(json.dumps(row) + "\n")
             progress.update(len(batch))
+            written += len(batch)
     except (InputError, UnicodeDecodeError) as e:
         if FLAGS.output_file:  # the output keeps nothing half-written
             outfile.close()
@@ -171,6 +173,8 @@ def main(argv):
     if FLAGS.output_file:
         outfile.close()
         os.replace(FLAGS.output_file + ".tmp", FLAGS.output_file)
+        print(f"wrote {written} predictions to {FLAGS.output_file}",
+              file=sys.stderr)
 
 
 def run():

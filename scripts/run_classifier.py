@@ -7,6 +7,7 @@ Copies of one command on several GPUs or machines sharing DIR share the
 trials out (`--trials=4,5` runs only those).
 """
 
+import os
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -17,6 +18,7 @@ from absl import logging
 from bam_tf.config import RunConfig
 from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
+from bam_tf.experiment.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf_flags import bam_flags
 
@@ -43,6 +45,11 @@ def main(argv):
         sys.exit(f"error: {e}")
     for trial in results["trials"]:
         logging.info("trial %d: avg %.2f", trial["trial"], trial["avg"])
+    folder = ModelDir.of(config).path
+    print(f"wrote {folder}: results.json and results.txt (every finished "
+          f"trial), outputs/ (predictions, GLUE files), checkpoints/ "
+          f"(weights); curves and HParams: tensorboard --logdir "
+          f"{os.path.join(folder, 'logs')}")
 
 
 def run():

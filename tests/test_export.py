@@ -113,6 +113,7 @@ def test_predict_script_matches_dev_predictions(exported, tiny_glue,
                       f"--output_file={out}", "--batch_size=5")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert f"wrote {len(examples)} predictions to {out}" in result.stderr
     rte = _dev(model_dir, "rte")
     logits = rte["logits"][np.argsort(rte["eid"])]
     labels = get_task("rte").label_list

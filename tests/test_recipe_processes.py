@@ -81,6 +81,10 @@ def test_the_recipe_finds_its_printed_commands_done(scheduled, tiny_glue):
         assert f"{name}: finished earlier; skipped." in result.stderr
     assert "training (" not in result.stderr
     assert "p-single-to-multi" in result.stdout  # the table
+    base = os.path.join(bam, "comparisons", "p_single_to_multi")
+    assert result.stdout.rstrip().endswith(
+        f"and this table to {base}.json and {base}.txt")
+    assert os.path.isfile(base + ".json") and os.path.isfile(base + ".txt")
 
 
 def _trained(stderr):

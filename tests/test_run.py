@@ -44,6 +44,12 @@ def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
                   f"--bam_dir={bam}", f"--glue_dir={tiny_glue}",
                   "--task_names=rte", *FAST_FLAGS)
     assert one.returncode == 0, one.stderr[-3000:]
+    folder = os.path.join(bam, "models", "rte-model")
+    # Keras's progress lines, then the last: where everything went.
+    last = one.stdout.rstrip().splitlines()[-1]
+    assert last.startswith(f"wrote {folder}: results.json")
+    assert last.endswith(
+        f"tensorboard --logdir {os.path.join(folder, 'logs')}")
     [trial] = _results(bam, "rte-model")["trials"]
     assert set(trial["metrics"]["rte"]) == {"accuracy", "score"}
     assert trial["avg"] == trial["metrics"]["rte"]["score"]

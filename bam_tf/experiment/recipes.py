@@ -132,6 +132,11 @@ def _teachers_ready(config):
     return True
 
 
+def comparison_base(bam_dir, prefix, recipe):
+    """Where a recipe's comparison table goes, without .json / .txt."""
+    return os.path.join(bam_dir, "comparisons", f"{prefix}_{recipe}")
+
+
 def run_recipe(recipe, prefix, task_names, values, debug=False,
                strategy=None, verbose=2, runtime=None, poll_secs=30.0):
     """Runs every missing step of a recipe; returns the comparison table.
@@ -187,8 +192,7 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
             waited = True
             time.sleep(poll_secs)
     table = comparison_table(configs)
-    base = os.path.join(values["bam_dir"], "comparisons",
-                        f"{prefix}_{recipe}")
+    base = comparison_base(values["bam_dir"], prefix, recipe)
     atomic_write_json(base + ".json", table)
     atomic_write_text(base + ".txt", format_table(table))
     return table
