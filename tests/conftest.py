@@ -210,3 +210,61 @@ def distribute_config(bam_dir, glue_dir, name):
     return debug_config(bam_dir, glue_dir, name, ["rte", "sts"],
                         num_train_epochs=2, padding="max_length",
                         dropout_rate=0.0)
+
+
+SIZES = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+             max_sequence_length=64)
+
+# A tiny byte-level BPE: every merge's parts and product are in the
+# vocabulary. "airplane at" -> air plane Ġat; "airport" -> air port.
+ROBERTA_VOCAB = ["<s>", "<pad>", "</s>", "<unk>", "<mask>",
+                 "a", "i", "r", "p", "l", "n", "e", "t", "o", "Ġ",
+                 "ai", "air", "pl", "pla", "ne", "plane", "Ġa", "Ġat", "Ġai",
+                 "Ġair", "po", "rt", "port"]
+ROBERTA_MERGES = ["a i", "ai r", "p l", "pl a", "n e", "pla ne", "Ġ a",
+                  "Ġa t", "Ġa i", "Ġai r", "p o", "r t", "po rt"]
+
+
+def tiny_sentencepiece(specials):
+    """A word-level SentencePiece model over the test data's words."""
+    import io
+    import sentencepiece
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([" ".join(WORDS)] * 3 + WORDS),
+        model_writer=out, vocab_size=len(WORDS) + 5, model_type="WORD",
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        pad_piece=specials[0], unk_piece=specials[1],
+        bos_piece="[CLS]", eos_piece="[SEP]", user_defined_symbols="[MASK]",
+        minloglevel=2)
+    return out.getvalue()
+
+
+def tiny_encoder(name):
+    """(backbone, tokenizer) of a family, tiny and random."""
+    import keras_hub
+    from bam_tf.encoders.families import FAMILIES
+    M = keras_hub.models
+    if name in ("bert", "electra", "distil_bert"):
+        tokenizer = getattr(M, FAMILIES[name].tokenizer)(
+            vocabulary=TINY_VOCAB, lowercase=True)
+    elif name == "roberta":
+        tokenizer = M.RobertaTokenizer(
+            vocabulary={t: i for i, t in enumerate(ROBERTA_VOCAB)},
+            merges=ROBERTA_MERGES)
+    elif name == "deberta_v3":
+        tokenizer = M.DebertaV3Tokenizer(
+            proto=tiny_sentencepiece(("[PAD]", "[UNK]")))
+    else:
+        tokenizer = M.AlbertTokenizer(proto=tiny_sentencepiece(("<pad>", "<unk>")))
+    vocabulary_size = tokenizer.vocabulary_size()
+    if name == "electra":
+        backbone = M.ElectraBackbone(vocab_size=vocabulary_size,
+                                     embedding_dim=16, **SIZES)
+    elif name == "albert":
+        backbone = M.AlbertBackbone(vocabulary_size=vocabulary_size,
+                                    embedding_dim=16, **SIZES)
+    else:
+        backbone = getattr(M, FAMILIES[name].backbone)(
+            vocabulary_size=vocabulary_size, **SIZES)
+    return backbone, tokenizer

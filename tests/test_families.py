@@ -2,7 +2,6 @@
 exact ids of a hand-written pair, layer depths, one- and two-task runs
 from a keras-hub preset folder, and export/predict."""
 
-import io
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import sys
 import keras_hub
 import numpy as np
 import pytest
-import sentencepiece
 
 from bam_tf.data.examples import Examples
 from bam_tf.data.features import Featurizer
@@ -25,62 +23,12 @@ from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import layer_depth
 from bam_tf.model.optimization import layerwise_multipliers
 from bam_tf.serving.export import export_model
-from conftest import TINY_VOCAB
-from conftest import WORDS
+from bam_tf.serving.hf_folder import write_hf_folder
+from bam_tf.tasks import get_task
 from conftest import debug_config
+from conftest import tiny_encoder
 
 M = keras_hub.models
-SIZES = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
-             max_sequence_length=64)
-
-# A tiny byte-level BPE: every merge's parts and product are in the
-# vocabulary. "airplane at" -> air plane Ġat; "airport" -> air port.
-ROBERTA_VOCAB = ["<s>", "<pad>", "</s>", "<unk>", "<mask>",
-                 "a", "i", "r", "p", "l", "n", "e", "t", "o", "Ġ",
-                 "ai", "air", "pl", "pla", "ne", "plane", "Ġa", "Ġat", "Ġai",
-                 "Ġair", "po", "rt", "port"]
-ROBERTA_MERGES = ["a i", "ai r", "p l", "pl a", "n e", "pla ne", "Ġ a",
-                  "Ġa t", "Ġa i", "Ġai r", "p o", "r t", "po rt"]
-
-
-def _sentencepiece(specials):
-    """A word-level SentencePiece model over the test data's words."""
-    out = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter([" ".join(WORDS)] * 3 + WORDS),
-        model_writer=out, vocab_size=len(WORDS) + 5, model_type="WORD",
-        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-        pad_piece=specials[0], unk_piece=specials[1],
-        bos_piece="[CLS]", eos_piece="[SEP]", user_defined_symbols="[MASK]",
-        minloglevel=2)
-    return out.getvalue()
-
-
-def tiny_encoder(name):
-    """(backbone, tokenizer) of a family, tiny and random."""
-    if name in ("bert", "electra", "distil_bert"):
-        tokenizer = getattr(M, FAMILIES[name].tokenizer)(
-            vocabulary=TINY_VOCAB, lowercase=True)
-    elif name == "roberta":
-        tokenizer = M.RobertaTokenizer(
-            vocabulary={t: i for i, t in enumerate(ROBERTA_VOCAB)},
-            merges=ROBERTA_MERGES)
-    elif name == "deberta_v3":
-        tokenizer = M.DebertaV3Tokenizer(
-            proto=_sentencepiece(("[PAD]", "[UNK]")))
-    else:
-        tokenizer = M.AlbertTokenizer(proto=_sentencepiece(("<pad>", "<unk>")))
-    vocabulary_size = tokenizer.vocabulary_size()
-    if name == "electra":
-        backbone = M.ElectraBackbone(vocab_size=vocabulary_size,
-                                     embedding_dim=16, **SIZES)
-    elif name == "albert":
-        backbone = M.AlbertBackbone(vocabulary_size=vocabulary_size,
-                                    embedding_dim=16, **SIZES)
-    else:
-        backbone = getattr(M, FAMILIES[name].backbone)(
-            vocabulary_size=vocabulary_size, **SIZES)
-    return backbone, tokenizer
 
 
 def _examples(a, b):
@@ -350,101 +298,16 @@ def test_unsupported_backbone_and_tokenizer_are_named():
         check_pair(backbone, roberta_tokenizer)
 
 
-def _hf_config(name, backbone):
-    """The Hugging Face config.json keras-hub's converter reads."""
-    if name == "distil_bert":
-        return {"model_type": "distilbert",
-                "vocab_size": backbone.vocabulary_size,
-                "n_layers": backbone.num_layers, "n_heads": backbone.num_heads,
-                "dim": backbone.hidden_dim,
-                "hidden_dim": backbone.intermediate_dim, "dropout": 0.1,
-                "max_position_embeddings": backbone.max_sequence_length}
-    config = {"vocab_size": backbone.vocabulary_size,
-              "num_hidden_layers": backbone.num_layers,
-              "num_attention_heads": backbone.num_heads,
-              "hidden_size": backbone.hidden_dim,
-              "intermediate_size": backbone.intermediate_dim,
-              "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
-    if name == "roberta":  # two reserved position rows (padding_idx 1)
-        return {**config, "model_type": "roberta",
-                "max_position_embeddings": backbone.max_sequence_length + 2}
-    return {**config, "model_type": "albert",
-            "embedding_size": backbone.embedding_dim,
-            "num_hidden_groups": backbone.num_groups,
-            "inner_group_num": backbone.num_inner_repetitions,
-            "max_position_embeddings": backbone.max_sequence_length,
-            "type_vocab_size": backbone.num_segments}
-
-
-class _Recorder:
-    """Stands in for keras-hub's safetensors loader: records which
-    Hugging Face weight fills which variable, through which hook."""
-
-    def __init__(self):
-        self.ports = []
-
-    def port_weight(self, keras_variable, hf_weight_key, hook_fn=None):
-        self.ports.append((keras_variable, hf_weight_key, hook_fn))
-
-
-def _hf_tensor(value, hook):
-    """The Hugging Face tensor that `hook` turns into `value`: the hooks
-    are transposes, reshapes and RoBERTa's two reserved position rows."""
-    if hook is None:
-        return value
-    candidates = [value, value.reshape(value.shape[0], -1).T,
-                  value.reshape(-1, value.shape[-1]).T, value.reshape(-1),
-                  np.concatenate([np.zeros((2,) + value.shape[1:],
-                                           value.dtype), value])]
-    for candidate in candidates:
-        try:
-            if np.array_equal(np.asarray(hook(candidate, list(value.shape))),
-                              value):
-                return np.ascontiguousarray(candidate)
-        except (ValueError, IndexError):  # not this candidate's shape
-            continue
-    raise AssertionError(f"no inverse for a hook on shape {value.shape}")
-
-
-def write_hf_folder(name, backbone, tokenizer, folder):
-    """A Hugging Face-format folder holding `backbone`'s weights, written
-    through the inverse of keras-hub's own converter for the family."""
-    import safetensors.numpy
-    from keras_hub.src.utils.transformers import convert_albert
-    from keras_hub.src.utils.transformers import convert_distilbert
-    from keras_hub.src.utils.transformers import convert_roberta
-    converter = {"roberta": convert_roberta, "distil_bert": convert_distilbert,
-                 "albert": convert_albert}[name]
-    config = _hf_config(name, backbone)
-    recorder = _Recorder()
-    converter.convert_weights(backbone, recorder, config)
-    tensors = {key: _hf_tensor(np.asarray(variable.numpy()), hook)
-               for variable, key, hook in recorder.ports}
-    os.makedirs(folder)
-    safetensors.numpy.save_file(tensors,
-                                os.path.join(folder, "model.safetensors"))
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f)
-    if name == "roberta":
-        with open(os.path.join(folder, "vocab.json"), "w") as f:
-            json.dump({t: i for i, t in enumerate(ROBERTA_VOCAB)}, f)
-        with open(os.path.join(folder, "merges.txt"), "w") as f:
-            f.write("#version: 0.2\n" + "\n".join(ROBERTA_MERGES) + "\n")
-    elif name == "distil_bert":
-        with open(os.path.join(folder, "vocab.txt"), "w") as f:
-            f.write("\n".join(TINY_VOCAB) + "\n")
-        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-            json.dump({"do_lower_case": True}, f)
-    else:
-        with open(os.path.join(folder, "spiece.model"), "wb") as f:
-            f.write(tokenizer.proto)
-
-
 @pytest.mark.parametrize("name", ["roberta", "distil_bert", "albert"])
 def test_hugging_face_folder_loads_the_same_encoder(name, tmp_path):
+    """A Hugging Face folder as bam-tf exports one (through the inverse of
+    keras-hub's converter) loads as an encoder, ids and outputs equal."""
     backbone, tokenizer = tiny_encoder(name)
     folder = str(tmp_path / "hf")
-    write_hf_folder(name, backbone, tokenizer, folder)
+    model = BamModel(backbone, [get_task("rte").head_spec])
+    ones = np.ones((1, 4), "int32")
+    model({"token_ids": ones, "segment_ids": 0 * ones, "padding_mask": ones})
+    write_hf_folder(model, tokenizer, get_task("rte"), 12, folder)
     assert detect_folder_kind(folder) == "hf_folder"
     loaded = load_encoder(folder)
     assert type(loaded.backbone) is type(backbone)

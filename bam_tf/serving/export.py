@@ -1,6 +1,7 @@
-"""Export a trained model folder as one serving artifact: a TensorFlow
+"""Export a trained model folder: as one serving artifact (a TensorFlow
 SavedModel that reads raw text and answers every task, and the Keras model
-file.
+file), as a keras-hub preset folder (`export_keras_hub`), or one task as a
+Hugging Face folder (`export_transformers`).
 
 The SavedModel holds the tokenizer (its vocabulary as a lookup table), the
 packer and the model as one graph: `tf.saved_model.load` in a process with
@@ -18,6 +19,8 @@ from bam_tf.encoders.builder import build_encoder
 from bam_tf.experiment.model_dir import ModelDir
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model.bam_model import BamModel
+from bam_tf.serving.hf_folder import write_hf_folder
+from bam_tf.serving.keras_hub_preset import write_keras_hub_preset
 from bam_tf.serving.task_table import TASKS_FILE
 from bam_tf.serving.task_table import ExportError
 from bam_tf.serving.task_table import task_table
@@ -151,3 +154,33 @@ def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
         "max_seq_length": config.max_seq_length,
         "tasks": task_table(tasks)})
     return saved_model
+
+
+def _source(model_dir, trial):
+    return {"model_dir": os.path.abspath(model_dir), "trial": trial}
+
+
+def export_keras_hub(model_dir, export_dir, trial=1, pretrained_model=None):
+    """Writes a keras-hub preset folder of the trained encoder and
+    tokenizer, with the heads beside (`bam_tf.serving.keras_hub_preset`)."""
+    model, tokenizer, config, tasks = load_trained_model(
+        model_dir, trial, pretrained_model)
+    return write_keras_hub_preset(model, tokenizer, tasks,
+                                  config.max_seq_length, export_dir,
+                                  _source(model_dir, trial))
+
+
+def export_transformers(model_dir, export_dir, task_name, trial=1,
+                        pretrained_model=None):
+    """Writes `task_name`'s Hugging Face folder (`bam_tf.serving.hf_folder`)
+    and returns its config.json."""
+    model, tokenizer, config, tasks = load_trained_model(
+        model_dir, trial, pretrained_model)
+    by_name = {t.name: t for t in tasks}
+    if task_name not in by_name:
+        raise ExportError(
+            f"--task={task_name}: {model_dir} has no such task; its tasks "
+            f"are {sorted(by_name)}.")
+    return write_hf_folder(model, tokenizer, by_name[task_name],
+                           config.max_seq_length, export_dir)
+
