@@ -329,7 +329,9 @@ class Runtime:
             slower on CPUs, TRAPS.md 3).
         micro_batch_size: examples each replica runs through the network at
             once, gradients summed over its batch before the one update
-            (`BamModel`); None: the whole batch. Memory, not the
+            (`BamModel`); None, or a size at least the replica's batch: the
+            whole batch at once (so one value serves a recipe whose steps
+            have batches of 32 and 128). Memory, not the
             experiment: the batches, updates and steps stay those of
             `train_batch_size` (the sums' order and dropout masks differ).
         steps_per_execution: training steps per call into the device (the
@@ -377,10 +379,12 @@ class Runtime:
         check(self.save_checkpoints_secs > 0,
               "--save_checkpoints_secs must be > 0.")
         check(self.micro_batch_size is None or (
-            self.micro_batch_size >= 1
-            and config.train_batch_size % self.micro_batch_size == 0),
+            self.micro_batch_size >= 1 and (
+                self.micro_batch_size >= config.train_batch_size
+                or config.train_batch_size % self.micro_batch_size == 0)),
             f"--micro_batch_size={self.micro_batch_size} must be a positive "
-            f"divisor of train_batch_size {config.train_batch_size}.")
+            f"divisor of train_batch_size {config.train_batch_size} (or at "
+            "least it: the whole batch at once).")
         check(self.trials is None or (
             len(self.trials) > 0 and all(t >= 1 for t in self.trials)),
             f"--trials must be trial numbers >= 1, got {self.trials}.")
@@ -388,6 +392,14 @@ class Runtime:
               self.claim_timeout_secs > 2 * self.heartbeat_secs,
               "--claim_timeout_secs must exceed twice the heartbeat "
               f"({self.heartbeat_secs} s).")
+
+    def micro_batches(self, config, replicas=1):
+        """The micro-batch size in force for `config` on `replicas`: None
+        where the replica's whole batch fits in one."""
+        micro = self.micro_batch_size
+        if micro is None or micro >= config.train_batch_size // replicas:
+            return None
+        return micro
 
     def trial_numbers(self, num_trials):
         """The trials this process is asked for, in order."""

@@ -187,7 +187,8 @@ def define_flags(flag_values=flags.FLAGS):
                          "network this many examples at a time and makes "
                          "one update from the summed gradients (the same "
                          "batches, steps and schedule as without it). Must "
-                         "divide train_batch_size / replicas.", **fv)
+                         "divide train_batch_size / replicas, or be at least "
+                         "it (the whole batch at once).", **fv)
     define_task_modules_flag(flag_values)
 
 

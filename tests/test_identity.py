@@ -131,6 +131,14 @@ def test_runtime_is_checked_against_the_configuration(tmp_path):
     with pytest.raises(ConfigError, match="micro_batch_size=3 must be a "
                        "positive divisor of train_batch_size 16"):
         Runtime(micro_batch_size=3).validate(config)
+    # A micro-batch at least the replica's batch is the whole batch: one
+    # value serves the 32- and 128-example steps of a recipe.
+    for micro, replicas, expected in ((64, 1, None), (16, 1, None),
+                                      (8, 1, 8), (8, 2, None), (4, 2, 4)):
+        Runtime(micro_batch_size=micro).validate(config)
+        assert Runtime(micro_batch_size=micro).micro_batches(
+            config, replicas) == expected, (micro, replicas)
+    assert Runtime().micro_batches(config) is None
     assert Runtime(trials=(5, 2)).trial_numbers(1) == [2, 5]
     assert Runtime().trial_numbers(3) == [1, 2, 3]
 

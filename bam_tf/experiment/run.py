@@ -90,7 +90,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
             with claim.heartbeat(runtime.heartbeat_secs):
                 record = run_trial(config, data, folder, trial, strategy,
                                    runtime, verbose, claim=claim)
-            record["runtime"] = _record_runtime(strategy, runtime)
+            record["runtime"] = _record_runtime(config, strategy, runtime)
             with folder.lock():
                 claim.check()
                 folder.merge_results([record])
@@ -114,21 +114,22 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     return folder.read_results()
 
 
-def _record_runtime(strategy, runtime):
+def _record_runtime(config, strategy, runtime):
     """How the trial was run, kept with its numbers: replicas and
     micro-batches sum in another order, and micro-batches draw dropout
     masks per micro-batch, so such trials agree to rounding, not bits."""
     return {"strategy": runtime.strategy,
             "replicas": int(strategy.num_replicas_in_sync),
-            "micro_batch_size": runtime.micro_batch_size,
+            "micro_batch_size": runtime.micro_batches(
+                config, strategy.num_replicas_in_sync),
             "jit_compile": runtime.jit_compile}
 
 
 def _check_micro_batch_size(config, strategy, runtime):
-    micro = runtime.micro_batch_size
+    replicas = strategy.num_replicas_in_sync
+    micro = runtime.micro_batches(config, replicas)
     if micro is None:
         return
-    replicas = strategy.num_replicas_in_sync
     if micro < 1 or config.train_batch_size % (replicas * micro):
         raise RunError(
             f"--micro_batch_size={micro} must be a positive divisor of each "

@@ -4,6 +4,7 @@ then its weights, predictions, scores and output files."""
 import os
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from bam_tf.data import pipeline
@@ -61,12 +62,12 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
                                   config.train_batch_size)
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
+    micro = runtime.micro_batches(config, strategy.num_replicas_in_sync)
     logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s%s",
                  trial, seed, total_steps, epoch_steps,
                  {t: round(float(p), 4)
                   for t, p in zip(config.task_names, probabilities)},
-                 f", micro-batches of {runtime.micro_batch_size} per replica"
-                 if runtime.micro_batch_size else "")
+                 f", micro-batches of {micro} per replica" if micro else "")
     with strategy.scope():
         model = _compiled_model(config, data, encoder, runtime, total_steps,
                                 next(iter(train_ds)), source)
@@ -128,7 +129,8 @@ def _compiled_model(config, data, encoder, runtime, total_steps, batch,
             distill_temperature=config.distill_temperature,
             global_batch_size=config.train_batch_size,
             loss_weights=[config.loss_weight(t.name) for t in data.tasks],
-            micro_batch_size=runtime.micro_batch_size),
+            micro_batch_size=runtime.micro_batches(
+                config, tf.distribute.get_strategy().num_replicas_in_sync)),
         steps_per_execution=runtime.steps_per_execution,
         jit_compile=runtime.jit_compile)
     model.optimizer.build(model.trainable_variables)
