@@ -179,3 +179,46 @@ def test_every_committed_folder_is_accepted_and_upgraded(tmp_path):
             check_model_dir(more.replace(seed=99), identity=dict(
                 identity, experiment=more.replace(seed=99).section(
                     "experiment")))
+
+
+def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
+        tmp_path, tiny_tokenizer, caplog):
+    """Its config.json names the encoder relative to the BAM_DIR
+    ("./pretrained_models/enc", as docs/results/models do): the encoder
+    found there is fingerprinted and compared with the run's, whatever
+    path the run gives it."""
+    from bam_tf.experiment.guard import encoder_fingerprint
+    bam = tmp_path / "bam"
+
+    def preset(folder, seed):
+        tiny_backbone(seed=seed).save_to_preset(str(folder))
+        tiny_tokenizer.save_to_preset(str(folder))
+        return str(folder)
+    preset(bam / "pretrained_models" / "enc", seed=0)
+    copy = preset(tmp_path / "copy", seed=0)
+    other = preset(tmp_path / "other", seed=1)
+    config = debug_config(bam, str(tmp_path / "glue"), "m", ["rte"]).replace(
+        debug=False, pretrained_model=str(bam / "pretrained_models" / "enc"))
+    folder = ModelDir.of(config)
+    os.makedirs(folder.path)
+    saved = dict(config.to_dict(), bam_dir=".",
+                 pretrained_model="./pretrained_models/enc")
+    with open(folder.config_path, "w") as f:
+        json.dump(saved, f)
+    with open(os.path.join(folder.path, "results.json"), "w") as f:
+        json.dump({"trials": [{"trial": 1, "seed": 1, "avg": 50.0,
+                               "metrics": {"rte": {"score": 50.0}}}]}, f)
+
+    def identity(run):
+        return {"experiment": run.section("experiment"),
+                "encoder": encoder_fingerprint(run), "data": {},
+                "teachers": {}, "init": None}
+    elsewhere = config.replace(pretrained_model=copy)
+    with pytest.raises(RunError, match="differs in encoder"):
+        check_model_dir(config.replace(pretrained_model=other),
+                        identity=identity(config.replace(
+                            pretrained_model=other)))
+    caplog.clear()
+    check_model_dir(elsewhere, identity=identity(elsewhere))
+    assert "taken as the same encoder" not in caplog.text
+    assert folder.read_identity()["encoder"] == encoder_fingerprint(config)

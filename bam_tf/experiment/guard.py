@@ -79,7 +79,9 @@ def _legacy_encoder(folder, config):
     if config.debug or os.path.exists(folder.identity_path):
         return None
     saved = folder.read_saved_config() or {}
-    path = saved.get("pretrained_model")
+    # Saved relative to the BAM_DIR ("./pretrained_models/x") by the
+    # versions that write portable paths.
+    path = folder.resolve(saved.get("pretrained_model"))
     if path and path != config.pretrained_model and os.path.isdir(path):
         return encoder_fingerprint(config, path)
     return None
@@ -91,7 +93,7 @@ def _legacy_identity(folder, saved_config, config, identity, encoder=None):
     the saved path's encoder, where that still exists); data and teachers
     were not recorded, so they are taken as they are now."""
     saved = dict(identity, experiment=config_lib.migrate(saved_config))
-    path = saved_config.get("pretrained_model")
+    path = folder.resolve(saved_config.get("pretrained_model"))
     if config.debug or path == config.pretrained_model:
         return saved
     if encoder is not None:

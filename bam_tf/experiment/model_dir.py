@@ -130,7 +130,7 @@ class ModelDir:
         values = config_lib.migrate(saved)
         values["bam_dir"] = self.bam_dir
         for key in _PATH_FIELDS:
-            values[key] = self._from_portable(values.get(key))
+            values[key] = self.resolve(values.get(key))
         try:
             return config_lib.RunConfig.from_dict(values)
         except config_lib.ConfigError as e:
@@ -157,7 +157,9 @@ class ModelDir:
             return os.path.abspath(value)
         return "./" + relative
 
-    def _from_portable(self, value):
+    def resolve(self, value):
+        """A path as config.json saves it, where it is now: "./x" and "."
+        under this folder's BAM_DIR; anything else as it is."""
         if isinstance(value, str) and (value == "." or value.startswith(
                 ("./", "../"))):
             return os.path.normpath(os.path.join(self.bam_dir, value))
