@@ -15,6 +15,7 @@ import time
 
 import keras
 import keras_hub
+import numpy as np
 import tensorflow as tf
 
 from bam_tf.data import pipeline
@@ -25,6 +26,7 @@ from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import build_optimizer
 from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks import get_tasks
+from bam_tf_benchmarks import compute
 
 
 def peak_rss_mb():
@@ -104,8 +106,9 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     warmup_steps = untraced_warmup(
         [b["token_ids"].shape[1] for b in batches], warmup_steps, steps,
         limit=3 * steps + warmup_steps)
-    real_tokens = sum(int(b["padding_mask"].sum())
-                      for b in batches[warmup_steps:warmup_steps + steps])
+    timed = batches[warmup_steps:warmup_steps + steps]
+    real_tokens = sum(int(b["padding_mask"].sum()) for b in timed)
+    lengths = np.concatenate([b["padding_mask"].sum(1) for b in timed])
     model = BamModel(backbone, [t.head_spec for t in tasks])
     model(batches[0])
     model.compile(
@@ -122,7 +125,9 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
               "train_tokens_per_s": real_tokens / seconds,
               "train_seconds": seconds, "train_steps": steps,
               "train_real_tokens": real_tokens,
-              "warmup_steps": warmup_steps, "peak_rss_mb": peak_rss_mb()}
+              "warmup_steps": warmup_steps, "peak_rss_mb": peak_rss_mb(),
+              "train_flops_per_real_token":
+                  compute.training_flops_per_real_token(backbone, lengths)}
     if not predict:
         return result
 
@@ -240,6 +245,23 @@ def _part(name):
     return f"other ({direction})"
 
 
+# Op types that are matrix products (the FLOPs of `compute`).
+MATMUL_TYPES = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3",
+                "Einsum", "_FusedMatMul", "_MklMatMul", "_MklBatchMatMulV2",
+                "_MklFusedMatMul", "_MklNativeFusedMatMul")
+
+
+def _split(row):
+    """The four shares of a step: the encoder's (and heads') matrix
+    products, their other ops, the optimizer update, the input pipeline."""
+    part = _part(row["operation"])
+    if part in ("input pipeline", "optimizer update"):
+        return part
+    if row["type"] in MATMUL_TYPES:
+        return "matrix products"
+    return "other model ops"
+
+
 def summarize_op_stats(op_stats, top=15):
     """Self time of the host ops in xprof's `framework_op_stats` table
     (the JSON of a list of google-visualization tables): total, shares by
@@ -253,9 +275,11 @@ def summarize_op_stats(op_stats, top=15):
     total = sum(r["total_self_time"] for r in rows) or 1.0
     by_type = collections.Counter()
     by_part = collections.Counter()
+    split = collections.Counter()
     for r in rows:
         by_type[r["type"]] += r["total_self_time"]
         by_part[_part(r["operation"])] += r["total_self_time"]
+        split[_split(r)] += r["total_self_time"]
 
     def shares(counter):
         return [{"name": k, "self_time_us": v,
@@ -263,7 +287,7 @@ def summarize_op_stats(op_stats, top=15):
                 for k, v in counter.most_common()]
     ops = sorted(rows, key=lambda r: -r["total_self_time"])[:top]
     return {"self_time_us": total, "by_type": shares(by_type)[:top],
-            "by_part": shares(by_part),
+            "by_part": shares(by_part), "split": shares(split),
             "top_ops": [{"name": r["operation"], "type": r["type"],
                          "occurrences": r["occurrences"],
                          "self_time_us": r["total_self_time"],

@@ -39,6 +39,7 @@ from bam_tf.data.pipeline import bucket_boundaries
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
+from bam_tf_benchmarks import compute
 from bam_tf_benchmarks import harness as benchmark
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
@@ -116,6 +117,10 @@ def main(argv):
     }
     print(f"input pipeline: {results['input_pipeline_examples_per_s']:.0f} "
           "examples/s", flush=True)
+    # Before any training in this process, with nothing else running.
+    results["matmul_peak_gflops"] = compute.matmul_peak_gflops()
+    print(f"matrix-product peak: {results['matmul_peak_gflops']:.0f} "
+          "GFLOP/s (float32, 2048 x 2048 x 2048)", flush=True)
     buckets = bucket_boundaries(FLAGS.max_seq_length)
     if FLAGS.measure == "multi_vs_single":
         results["multi_vs_single"] = benchmark.multi_vs_single(
@@ -147,7 +152,7 @@ def main(argv):
             print("xprof is not installed (pip install xprof): open "
                   f"{FLAGS.profile_dir} in TensorBoard's Profile tab.")
             return _finish(results, {})
-        for group in ("by_part", "by_type"):
+        for group in ("split", "by_part", "by_type"):
             print(f"\nself time {group.replace('_', ' ')}:")
             for row in results["profile"][group]:
                 print(f"  {row['percent']:5.1f}%  {row['name']}")
@@ -157,6 +162,7 @@ def main(argv):
     results["bam_tf"] = benchmark.bam_tf_throughput(
         encoder.backbone, tasks, features, FLAGS.batch_size, steps,
         FLAGS.warmup_steps, bucket_lengths=buckets)
+    _add_limit(results["bam_tf"], results["matmul_peak_gflops"])
     print(benchmark.summary_line("bam_tf", results["bam_tf"]), flush=True)
     results["bam_tf_pad_to_longest"] = benchmark.bam_tf_throughput(
         load_encoder(FLAGS.pretrained_model, FLAGS.bam_dir).backbone,
@@ -177,6 +183,18 @@ def main(argv):
             / results["keras_hub"]["train_examples_per_s"])
     _finish(results, {k: v for k, v in results.items()
                       if k.startswith("speedup")})
+
+
+def _add_limit(result, peak_gflops):
+    """The step's FLOPs per real token, the compute-bound limit they give
+    at the machine's peak, and the fraction of it reached."""
+    result.update(compute.limit_summary(
+        result["train_tokens_per_s"], result["train_flops_per_real_token"],
+        peak_gflops))
+    print(f"training: {result['flops_per_real_token'] / 1e6:.1f} MFLOP per "
+          f"real token; limit {result['limit_tokens_per_s']:.0f} real "
+          f"tokens/s; reached {result['fraction_of_limit']:.2f} of it",
+          flush=True)
 
 
 def _finish(results, headline):

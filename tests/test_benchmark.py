@@ -51,19 +51,46 @@ def test_summarize_op_stats_by_hand():
              "transformer_layer_0/feedforward_intermediate_dense/einsum",
              30.0, occurrences=3),
         _row("ResourceApplyAdam", "StatefulPartitionedCall/adamw/update",
-             10.0)]
+             10.0),
+        _row("Mul", "StatefulPartitionedCall/bam_model/bert_backbone/"
+             "transformer_layer_0/feedforward_layer_norm/mul", 5.0),
+        _row("IteratorGetNext", "Iterator::Root::Prefetch", 5.0)]
     summary = benchmark.summarize_op_stats([{"cols": cols, "rows": rows}],
                                            top=2)
-    assert summary["self_time_us"] == 100.0  # idle left out
-    by_part = {r["name"]: r["percent"] for r in summary["by_part"]}
+    assert summary["self_time_us"] == 110.0  # idle left out
+    by_part = {r["name"]: r["self_time_us"] for r in summary["by_part"]}
     assert by_part == {"attention (backward)": 40.0,
-                       "feed-forward (forward)": 30.0,
+                       "feed-forward (forward)": 35.0,
                        "attention (forward)": 20.0,
-                       "optimizer update": 10.0}
-    assert [(r["name"], r["percent"]) for r in summary["by_type"]] == [
+                       "optimizer update": 10.0, "input pipeline": 5.0}
+    # The issue's four shares: 40 + 20 + 30 of matrix products, the layer
+    # norm's 5, the update's 10, the iterator's 5.
+    split = {r["name"]: r["self_time_us"] for r in summary["split"]}
+    assert split == {"matrix products": 90.0, "other model ops": 5.0,
+                     "optimizer update": 10.0, "input pipeline": 5.0}
+    assert summary["split"][0]["percent"] == pytest.approx(100 * 90 / 110)
+    assert [(r["name"], r["self_time_us"]) for r in summary["by_type"]] == [
         ("BatchMatMulV2", 60.0), ("Einsum", 30.0)]
     assert [r["self_time_us"] for r in summary["top_ops"]] == [40.0, 30.0]
     assert summary["top_ops"][1]["occurrences"] == 3
+
+
+def test_training_flops_by_hand():
+    from bam_tf_benchmarks import compute
+    backbone = tiny_backbone(hidden=32, layers=2, max_sequence_length=64)
+    # Per layer: q, k, v, output (32 x 32 + 32 each), intermediate
+    # (32 x 64 + 64), output (64 x 32 + 32), two norms (2 x 32 each);
+    # the embeddings' norm (2 x 32); the pooler (32 x 32 + 32).
+    layer = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 64
+    n = 2 * layer + 64 + (32 * 32 + 32)
+    assert compute.non_embedding_parameters(backbone) == n
+    # Lengths 3 and 5: context sum l^2 / sum l = 34 / 8.
+    assert compute.training_flops_per_real_token(backbone, [3, 5]) == (
+        pytest.approx(6 * n + 12 * 2 * 32 * 34 / 8))
+    limit = compute.limit_summary(1000.0, 2e6, 100.0)
+    assert limit == {"flops_per_real_token": 2e6,
+                     "limit_tokens_per_s": pytest.approx(5e4),
+                     "fraction_of_limit": pytest.approx(0.02)}
 
 
 @pytest.fixture(scope="module")
