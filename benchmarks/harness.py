@@ -89,7 +89,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       warmup_steps=3, bucket_lengths=None,
                       sequence_length=None, learning_rate=5e-5, seed=1,
                       exponent=0.75, predict=True, profile_dir=None,
-                      micro_batch_size=None):
+                      micro_batch_size=None, jit_compile=False):
     """Training (and prediction) throughput of the BAM model.
 
     Untimed warm-up steps run until every input shape of the timed steps
@@ -118,7 +118,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                                       or sequence_length is not None)),
         schedule=TrainSchedule(total_steps=warmup_steps + steps,
                                global_batch_size=batch_size,
-                               micro_batch_size=micro_batch_size))
+                               micro_batch_size=micro_batch_size),
+        jit_compile=jit_compile)
     seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)
     examples = steps * batch_size
     result = {"train_examples_per_s": examples / seconds,
@@ -184,6 +185,47 @@ def micro_batch_comparison(inputs, batch_size, micro_batch_sizes, steps,
                                     / baseline["train_examples_per_s"])
         result["peak_rss_vs_first"] = (result["peak_rss_mb"]
                                        / baseline["peak_rss_mb"])
+    return results
+
+
+# Ways to run the same training step (`variant_comparison`): the
+# arithmetic is the method's in every one.
+VARIANTS = {
+    "default": {},
+    "jit_compile": {"jit_compile": True},
+    "inter_op_1": {"inter_op_threads": 1},
+    "jit_compile+inter_op_1": {"jit_compile": True, "inter_op_threads": 1},
+}
+
+
+def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
+    settings = VARIANTS[variant]
+    if "inter_op_threads" in settings:  # before TensorFlow starts
+        tf.config.threading.set_inter_op_parallelism_threads(
+            settings["inter_op_threads"])
+    tasks, _, encoder, features = load_inputs(**inputs)
+    result = bam_tf_throughput(
+        encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
+        bucket_lengths=pipeline.bucket_boundaries(inputs["max_seq_length"]),
+        predict=False, jit_compile=settings.get("jit_compile", False))
+    return result
+
+
+def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
+    """Training speed of the same steps on the same batches (length
+    buckets) run each way of `VARIANTS`, each in a fresh process (thread
+    settings only take before TensorFlow starts), in the order given;
+    ratios are against the first."""
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for variant in variants:
+        with context.Pool(1) as pool:
+            results.append({"variant": variant, **pool.apply(
+                functools.partial(_variant_run, inputs, batch_size, steps,
+                                  warmup_steps, variant))})
+    for result in results:
+        result["speed_vs_first"] = (result["train_examples_per_s"]
+                                    / results[0]["train_examples_per_s"])
     return results
 
 

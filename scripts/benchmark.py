@@ -58,7 +58,7 @@ flags.DEFINE_boolean("keras_hub", True, "Also run the keras-hub baseline.")
 flags.DEFINE_string("output_json", None, "Write the figures here.")
 flags.DEFINE_enum("measure", "throughput",
                   ["throughput", "multi_vs_single", "profile",
-                   "micro_batches"],
+                   "micro_batches", "variants"],
                   "What to measure (see the module docstring).")
 flags.DEFINE_string("profile_dir", None, "Profile folder (--measure=profile).")
 flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
@@ -67,6 +67,11 @@ flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
 flags.DEFINE_boolean("micro_batch_buckets", False, "--measure=micro_batches "
                      "with length buckets, as training pads by default "
                      "(else every batch padded to --max_seq_length).")
+flags.DEFINE_list("variants", ["default", "jit_compile", "inter_op_1",
+                               "jit_compile+inter_op_1", "default"],
+                  "--measure=variants: ways to run the same training step, "
+                  "each in a fresh process, in order (the first again at "
+                  "the end shows the drift).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
@@ -130,6 +135,20 @@ def main(argv):
         return _finish(results, {
             k: v for k, v in results["multi_vs_single"].items()
             if k.startswith("multi_over")})
+    if FLAGS.measure == "variants":
+        unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS))
+        if unknown:
+            sys.exit(f"error: --variants: unknown {unknown}; known: "
+                     f"{sorted(benchmark.VARIANTS)}.")
+        results["variants"] = benchmark.variant_comparison(
+            inputs, FLAGS.batch_size, FLAGS.variants, steps,
+            FLAGS.warmup_steps)
+        for r in results["variants"]:
+            _add_limit(r, results["matmul_peak_gflops"])
+            print(f"{r['variant']}: {r['train_examples_per_s']:.1f} "
+                  f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
+                  f"({r['speed_vs_first']:.2f}x)", flush=True)
+        return _finish(results, {})
     if FLAGS.measure == "micro_batches":
         results["micro_batches"] = benchmark.micro_batch_comparison(
             inputs, FLAGS.batch_size, [None] + sizes, steps,

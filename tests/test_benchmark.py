@@ -198,3 +198,41 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert bad.returncode != 0
     assert "micro-batch sizes [3] do not divide --batch_size=8" in bad.stderr
+
+
+def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
+                                              tmp_path):
+    folder = tmp_path / "encoder"
+    tiny_backbone(max_sequence_length=32).save_to_preset(str(folder))
+    tiny_tokenizer.save_to_preset(str(folder))
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         "--task_names=rte", "--num_examples=16", "--batch_size=8",
+         "--max_seq_length=32", "--warmup_steps=1", "--steps=2",
+         "--measure=variants", "--variants=inter_op_1,jit_compile",
+         f"--output_json={out}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out) as f:
+        data = json.load(f)
+    first, second = data["variants"]
+    assert (first["variant"], second["variant"]) == ("inter_op_1",
+                                                     "jit_compile")
+    # The same stream in both processes: the same steps and real tokens.
+    assert first["train_steps"] == second["train_steps"] == 2
+    assert first["train_real_tokens"] == second["train_real_tokens"]
+    assert second["speed_vs_first"] == pytest.approx(
+        second["train_examples_per_s"] / first["train_examples_per_s"])
+    assert second["fraction_of_limit"] == pytest.approx(
+        second["train_tokens_per_s"] / second["limit_tokens_per_s"])
+    assert "jit_compile: " in result.stdout
+    bad = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         "--measure=variants", "--variants=fast"],
+        capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "--variants: unknown ['fast']" in (
+        bad.stderr)

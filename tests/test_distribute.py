@@ -82,12 +82,22 @@ def test_mirrored_micro_batches_make_the_same_run(bam_dir, tiny_glue,
                            mirrored, verbose=0,
                            runtime=Runtime(micro_batch_size=4))
     _assert_same_run(bam_dir, "mirrored_micro")
-    with pytest.raises(RunError, match="train_batch_size 16 over 2 "
+    # 8 divides the global batch of 24 but not a replica's 12: refused
+    # before anything is written.
+    wide = _config(bam_dir, tiny_glue, "uneven").replace(train_batch_size=24)
+    with pytest.raises(RunError, match="train_batch_size 24 over 2 "
                        "replica"):
-        run.train_and_evaluate(_config(bam_dir, tiny_glue, "too_big"),
-                               mirrored, verbose=0,
-                               runtime=Runtime(micro_batch_size=16))
-    assert not os.path.exists(os.path.join(bam_dir, "models", "too_big"))
+        run.train_and_evaluate(wide, mirrored, verbose=0,
+                               runtime=Runtime(micro_batch_size=8))
+    assert not os.path.exists(os.path.join(bam_dir, "models", "uneven"))
+    # At least a replica's batch: each replica's 8 examples at once, the
+    # run without micro-batches.
+    run.train_and_evaluate(_config(bam_dir, tiny_glue, "mirrored_whole"),
+                           mirrored, verbose=0,
+                           runtime=Runtime(micro_batch_size=16))
+    _assert_same_run(bam_dir, "mirrored_whole")
+    assert _trial(bam_dir, "mirrored_whole")["runtime"][
+        "micro_batch_size"] is None
 
 
 def _free_ports(n):
