@@ -103,6 +103,10 @@ def main(argv):
     # minutes on real inputs.
     sizes = (_micro_batch_sizes() if FLAGS.measure == "micro_batches"
              else [])
+    unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS))
+    if FLAGS.measure == "variants" and unknown:
+        sys.exit(f"error: --variants: unknown {unknown}; known: "
+                 f"{sorted(benchmark.VARIANTS)}.")
     try:
         tasks, examples, encoder, features = benchmark.load_inputs(**inputs)
     except BamError as e:
@@ -136,10 +140,6 @@ def main(argv):
             k: v for k, v in results["multi_vs_single"].items()
             if k.startswith("multi_over")})
     if FLAGS.measure == "variants":
-        unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS))
-        if unknown:
-            sys.exit(f"error: --variants: unknown {unknown}; known: "
-                     f"{sorted(benchmark.VARIANTS)}.")
         results["variants"] = benchmark.variant_comparison(
             inputs, FLAGS.batch_size, FLAGS.variants, steps,
             FLAGS.warmup_steps)
