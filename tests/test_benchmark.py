@@ -156,7 +156,8 @@ def test_script_multi_vs_single(tiny_glue, tiny_tokenizer, tmp_path):
         8 * 8 * 32)
 
 
-def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
+def _tiny_benchmark(tiny_glue, tiny_tokenizer, tmp_path, *args):
+    """benchmark.py on a tiny encoder saved as a preset; (result, JSON)."""
     folder = tmp_path / "encoder"
     tiny_backbone(max_sequence_length=32).save_to_preset(str(folder))
     tiny_tokenizer.save_to_preset(str(folder))
@@ -164,15 +165,20 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
          f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
-         "--task_names=rte,sts", "--num_examples=16", "--batch_size=8",
-         "--max_seq_length=32", "--warmup_steps=1", "--steps=2",
-         "--measure=micro_batches", "--micro_batch_sizes=2",
-         f"--output_json={out}"],
+         "--num_examples=16", "--batch_size=8", "--max_seq_length=32",
+         "--warmup_steps=1", "--steps=2", f"--output_json={out}", *args],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out) as f:
-        runs = json.load(f)["micro_batches"]
+        return result, json.load(f)
+
+
+def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
+    result, data = _tiny_benchmark(
+        tiny_glue, tiny_tokenizer, tmp_path, "--task_names=rte,sts",
+        "--measure=micro_batches", "--micro_batch_sizes=2")
+    runs = data["micro_batches"]
     # The whole batch first (the baseline), then batches of 8 as 4 x 2;
     # each in its own process, so each has its own peak.
     whole, micro = runs
@@ -202,22 +208,9 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
 
 def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
                                               tmp_path):
-    folder = tmp_path / "encoder"
-    tiny_backbone(max_sequence_length=32).save_to_preset(str(folder))
-    tiny_tokenizer.save_to_preset(str(folder))
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
-         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
-         "--task_names=rte", "--num_examples=16", "--batch_size=8",
-         "--max_seq_length=32", "--warmup_steps=1", "--steps=2",
-         "--measure=variants", "--variants=inter_op_1,jit_compile",
-         f"--output_json={out}"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(out) as f:
-        data = json.load(f)
+    result, data = _tiny_benchmark(
+        tiny_glue, tiny_tokenizer, tmp_path, "--task_names=rte",
+        "--measure=variants", "--variants=inter_op_1,jit_compile")
     first, second = data["variants"]
     assert (first["variant"], second["variant"]) == ("inter_op_1",
                                                      "jit_compile")
@@ -231,7 +224,8 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
     assert "jit_compile: " in result.stdout
     bad = subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
-         f"--pretrained_model={folder}", f"--glue_dir={tiny_glue}",
+         f"--pretrained_model={tmp_path / 'encoder'}",
+         f"--glue_dir={tiny_glue}",
          "--measure=variants", "--variants=fast"],
         capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "--variants: unknown ['fast']" in (
