@@ -4,10 +4,7 @@ and optimizer; multi-task against single-task training cost; speed and
 peak memory with micro-batches; a per-op profile of the training step.
 Tracing is excluded from the timings."""
 
-import collections
 import functools
-import glob
-import json
 import multiprocessing
 import os
 import resource
@@ -89,13 +86,16 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       warmup_steps=3, bucket_lengths=None,
                       sequence_length=None, learning_rate=5e-5, seed=1,
                       exponent=0.75, predict=True, profile_dir=None,
-                      micro_batch_size=None, jit_compile=False):
+                      micro_batch_size=None, jit_compile=False,
+                      change_model=None):
     """Training (and prediction) throughput of the BAM model.
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
     With `profile_dir`, the timed steps are also traced by the TensorFlow
     profiler into that folder. `peak_rss_mb` is the process's peak so far.
+    `change_model(model)`, called after `compile`, alters the model for a
+    diagnostic (`DIAGNOSTIC_VARIANTS`).
     """
     train, _ = pipeline.train_dataset(
         tasks, features, batch_size, seed, exponent,
@@ -120,6 +120,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                                global_batch_size=batch_size,
                                micro_batch_size=micro_batch_size),
         jit_compile=jit_compile)
+    if change_model is not None:
+        change_model(model)
     seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)
     examples = steps * batch_size
     result = {"train_examples_per_s": examples / seconds,
@@ -188,41 +190,96 @@ def micro_batch_comparison(inputs, batch_size, micro_batch_sizes, steps,
     return results
 
 
-# Ways to run the same training step (`variant_comparison`): the
-# arithmetic is the method's in every one.
+# Ways to run the same training step (`variant_comparison`). In the first
+# group the arithmetic is the method's; the diagnostics leave a piece out
+# to weigh it (the update: every gradient is still computed and consumed;
+# dropout: every rate set to 0), and are not ways to train.
 VARIANTS = {
     "default": {},
     "jit_compile": {"jit_compile": True},
     "inter_op_1": {"inter_op_threads": 1},
     "jit_compile+inter_op_1": {"jit_compile": True, "inter_op_threads": 1},
+    "onednn_off": {"environment": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "jit_compile+onednn_off": {"jit_compile": True, "environment": {
+        "TF_ENABLE_ONEDNN_OPTS": "0"}},
+    # XLA's own CPU matrix-product back ends.
+    "jit_compile+xla_onednn": {"jit_compile": True, "environment": {
+        "XLA_FLAGS": "--xla_cpu_use_onednn=true"}},
+    "jit_compile+xla_xnnpack": {"jit_compile": True, "environment": {
+        "XLA_FLAGS": "--xla_cpu_use_xnnpack=true"}},
+}
+DIAGNOSTIC_VARIANTS = {
+    "no_update": {"update": False},
+    "no_dropout": {"dropout": False},
+    "jit_compile+no_update": {"jit_compile": True, "update": False},
 }
 
 
+def _no_update(model):
+    """Replaces the model's optimizer update with a sum of every gradient
+    into a variable: the backward pass still runs in full (an unconsumed
+    gradient would be pruned from the graph), the update does not.
+    Returns the variable."""
+    sink = tf.Variable(0.0, trainable=False, name="gradient_sink")
+
+    def apply(grads, variables=None):
+        sink.assign(tf.add_n([
+            tf.reduce_sum(g.values if isinstance(g, tf.IndexedSlices)
+                          else g) for g in grads if g is not None]))
+    model.optimizer.apply = apply
+    return sink
+
+
+def _no_dropout(model):
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+
+
 def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
-    settings = VARIANTS[variant]
+    settings = {**VARIANTS, **DIAGNOSTIC_VARIANTS}[variant]
     if "inter_op_threads" in settings:  # before TensorFlow starts
         tf.config.threading.set_inter_op_parallelism_threads(
             settings["inter_op_threads"])
     tasks, _, encoder, features = load_inputs(**inputs)
+    changes = [c for key, c in (("update", _no_update),
+                                ("dropout", _no_dropout))
+               if not settings.get(key, True)]
     result = bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
         bucket_lengths=pipeline.bucket_boundaries(inputs["max_seq_length"]),
-        predict=False, jit_compile=settings.get("jit_compile", False))
+        predict=False, jit_compile=settings.get("jit_compile", False),
+        change_model=lambda m: [c(m) for c in changes])
+    # As this process saw them (inherited from `variant_comparison`).
+    result["environment"] = {k: os.environ.get(k)
+                             for k in settings.get("environment", {})}
     return result
 
 
 def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
     """Training speed of the same steps on the same batches (length
-    buckets) run each way of `VARIANTS`, each in a fresh process (thread
-    settings only take before TensorFlow starts), in the order given;
-    ratios are against the first."""
+    buckets) run each way of `VARIANTS` or `DIAGNOSTIC_VARIANTS`, each in a
+    fresh process (thread settings only take before TensorFlow starts, and
+    environment variables before it loads), in the order given; ratios are
+    against the first."""
     context = multiprocessing.get_context("spawn")
     results = []
     for variant in variants:
-        with context.Pool(1) as pool:
-            results.append({"variant": variant, **pool.apply(
-                functools.partial(_variant_run, inputs, batch_size, steps,
-                                  warmup_steps, variant))})
+        environment = {**VARIANTS, **DIAGNOSTIC_VARIANTS}[variant].get(
+            "environment", {})
+        saved = {k: os.environ.get(k) for k in environment}
+        os.environ.update(environment)  # inherited by the spawned process
+        try:
+            with context.Pool(1) as pool:
+                results.append({"variant": variant, **pool.apply(
+                    functools.partial(_variant_run, inputs, batch_size,
+                                      steps, warmup_steps, variant))})
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     for result in results:
         result["speed_vs_first"] = (result["train_examples_per_s"]
                                     / results[0]["train_examples_per_s"])
@@ -264,94 +321,6 @@ def multi_vs_single(load_backbone, tasks, features, batch_size,
             "multi_over_single_cost_per_token":
                 cost(multi)["seconds_per_1k_tokens"]
                 / cost(pooled)["seconds_per_1k_tokens"]}
-
-
-def _part(name):
-    """Which part of the model or step an op of the training step belongs
-    to, from its name."""
-    lowered = name.lower()
-    if lowered.startswith("iterator::"):
-        return "input pipeline"
-    if any(key in lowered for key in ("optimizer", "adam_w", "adamw",
-                                      "assignvariable")):
-        return "optimizer update"
-    direction = "backward" if "gradient_tape" in lowered else "forward"
-    for key, part in (("embedding", "embeddings"),
-                      ("self_attention", "attention"),
-                      ("feedforward", "feed-forward"),
-                      ("transformer_layer", "layer norms and residuals"),
-                      ("pooled", "pooler"), ("_head", "heads"),
-                      ("_dropout", "heads")):
-        if key in lowered:
-            return f"{part} ({direction})"
-    return f"other ({direction})"
-
-
-# Op types that are matrix products (the FLOPs of `compute`).
-MATMUL_TYPES = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3",
-                "Einsum", "_FusedMatMul", "_MklMatMul", "_MklBatchMatMulV2",
-                "_MklFusedMatMul", "_MklNativeFusedMatMul")
-
-
-def _split(row):
-    """The four shares of a step: the encoder's (and heads') matrix
-    products, their other ops, the optimizer update, the input pipeline."""
-    part = _part(row["operation"])
-    if part in ("input pipeline", "optimizer update"):
-        return part
-    if row["type"] in MATMUL_TYPES:
-        return "matrix products"
-    return "other model ops"
-
-
-def summarize_op_stats(op_stats, top=15):
-    """Self time of the host ops in xprof's `framework_op_stats` table
-    (the JSON of a list of google-visualization tables): total, shares by
-    op type and by part of the model, and the top ops; idle time is left
-    out of the shares."""
-    table = op_stats[0] if isinstance(op_stats, list) else op_stats
-    ids = [c["id"] for c in table["cols"]]
-    rows = [dict(zip(ids, [cell["v"] for cell in row["c"]]))
-            for row in table["rows"]]
-    rows = [r for r in rows if r["type"] != "IDLE"]
-    total = sum(r["total_self_time"] for r in rows) or 1.0
-    by_type = collections.Counter()
-    by_part = collections.Counter()
-    split = collections.Counter()
-    for r in rows:
-        by_type[r["type"]] += r["total_self_time"]
-        by_part[_part(r["operation"])] += r["total_self_time"]
-        split[_split(r)] += r["total_self_time"]
-
-    def shares(counter):
-        return [{"name": k, "self_time_us": v,
-                 "percent": 100.0 * v / total}
-                for k, v in counter.most_common()]
-    ops = sorted(rows, key=lambda r: -r["total_self_time"])[:top]
-    return {"self_time_us": total, "by_type": shares(by_type)[:top],
-            "by_part": shares(by_part), "split": shares(split),
-            "top_ops": [{"name": r["operation"], "type": r["type"],
-                         "occurrences": r["occurrences"],
-                         "self_time_us": r["total_self_time"],
-                         "percent": 100.0 * r["total_self_time"] / total}
-                        for r in ops]}
-
-
-def read_profile(profile_dir):
-    """The op statistics of the profile in `profile_dir` (`summarize_op_stats`),
-    or None when xprof (`pip install xprof`) is not installed; the profile
-    itself opens in TensorBoard's Profile tab either way."""
-    try:
-        from xprof.convert import raw_to_tool_data
-    except ImportError:
-        return None
-    paths = sorted(glob.glob(os.path.join(
-        profile_dir, "plugins", "profile", "*", "*.xplane.pb")))
-    if not paths:
-        raise FileNotFoundError(f"{profile_dir}: no profile written.")
-    data, _ = raw_to_tool_data.xspace_to_tool_data(
-        paths[-1:], "framework_op_stats", {})
-    return summarize_op_stats(json.loads(data))
 
 
 def keras_hub_throughput(backbone, tokenizer, task, examples, batch_size,

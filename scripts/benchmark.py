@@ -15,8 +15,19 @@ peak memory, and the input pipeline's own rate. Other measurements:
         --task_names=rte,mrpc,sts,cola,sst --num_examples=160 ...
 
     # A TensorFlow profile of --steps training steps (TensorBoard's Profile
-    # tab), summarised by op type and model part when xprof is installed.
+    # tab), split into matrix products, other model ops, the optimizer
+    # update and the input pipeline, and by model part and op type.
     python scripts/benchmark.py --measure=profile --profile_dir=DIR ...
+
+    # The same training step run several ways, each in a fresh process
+    # (XLA, threads, oneDNN; diagnostics without the update or dropout).
+    python scripts/benchmark.py --measure=variants \
+        --variants=default,jit_compile,no_update ...
+
+    # With --hf_python, Hugging Face transformers + PyTorch on the same
+    # examples, run right after (benchmarks/hf_pytorch.py, in an
+    # interpreter that has torch and transformers).
+    python scripts/benchmark.py --hf_python=/path/to/venv/bin/python ...
 
     # Training speed and peak memory with the whole batch, then with each
     # micro-batch size (--micro_batch_size of the training scripts), each
@@ -29,6 +40,7 @@ peak memory, and the input pipeline's own rate. Other measurements:
 import json
 import os
 import platform
+import subprocess
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -41,6 +53,7 @@ from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf_benchmarks import compute
 from bam_tf_benchmarks import harness as benchmark
+from bam_tf_benchmarks import profile
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
 flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")
@@ -71,7 +84,15 @@ flags.DEFINE_list("variants", ["default", "jit_compile", "inter_op_1",
                                "jit_compile+inter_op_1", "default"],
                   "--measure=variants: ways to run the same training step, "
                   "each in a fresh process, in order (the first again at "
-                  "the end shows the drift).")
+                  "the end shows the drift). The method's: "
+                  f"{', '.join(benchmark.VARIANTS)}; diagnostics (not ways "
+                  f"to train): {', '.join(benchmark.DIAGNOSTIC_VARIANTS)}.")
+flags.DEFINE_boolean("jit_compile", False, "--measure=profile: profile the "
+                     "step compiled whole with XLA.")
+flags.DEFINE_string("hf_python", None, "A Python interpreter with torch and "
+                    "transformers: also measure Hugging Face + PyTorch on "
+                    "the first task's examples, right after "
+                    "(--measure=throughput or variants).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
 FLAGS = flags.FLAGS
 
@@ -103,7 +124,8 @@ def main(argv):
     # minutes on real inputs.
     sizes = (_micro_batch_sizes() if FLAGS.measure == "micro_batches"
              else [])
-    unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS))
+    unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS)
+                     - set(benchmark.DIAGNOSTIC_VARIANTS))
     if FLAGS.measure == "variants" and unknown:
         sys.exit(f"error: --variants: unknown {unknown}; known: "
                  f"{sorted(benchmark.VARIANTS)}.")
@@ -148,6 +170,7 @@ def main(argv):
             print(f"{r['variant']}: {r['train_examples_per_s']:.1f} "
                   f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
                   f"({r['speed_vs_first']:.2f}x)", flush=True)
+        _hf_pytorch(results, results["variants"][0], steps)
         return _finish(results, {})
     if FLAGS.measure == "micro_batches":
         results["micro_batches"] = benchmark.micro_batch_comparison(
@@ -165,15 +188,16 @@ def main(argv):
         results["bam_tf"] = benchmark.bam_tf_throughput(
             encoder.backbone, tasks, features, FLAGS.batch_size, steps,
             FLAGS.warmup_steps, bucket_lengths=buckets, predict=False,
-            profile_dir=FLAGS.profile_dir)
-        results["profile"] = benchmark.read_profile(FLAGS.profile_dir)
-        if results["profile"] is None:
-            print("xprof is not installed (pip install xprof): open "
-                  f"{FLAGS.profile_dir} in TensorBoard's Profile tab.")
-            return _finish(results, {})
+            profile_dir=FLAGS.profile_dir, jit_compile=FLAGS.jit_compile)
+        results["profile"] = profile.read_profile(
+            FLAGS.profile_dir, compiled_step=FLAGS.jit_compile)
+        p = results["profile"]
+        print(f"{p['steps']} profiled steps, {p['step_ms']:.0f} ms each "
+              f"(profiling slows them), {p['cpu_ms'] / p['steps']:.0f} ms "
+              "of CPU time each in ops and the input pipeline")
         for group in ("split", "by_part", "by_type"):
-            print(f"\nself time {group.replace('_', ' ')}:")
-            for row in results["profile"][group]:
+            print(f"\nCPU time {group.replace('_', ' ')}:")
+            for row in p[group]:
                 print(f"  {row['percent']:5.1f}%  {row['name']}")
         return _finish(results, {})
     # bam-tf as configured by default (length buckets), then each batch
@@ -200,6 +224,7 @@ def main(argv):
         results["speedup_vs_keras_hub"] = (
             results["bam_tf"]["train_examples_per_s"]
             / results["keras_hub"]["train_examples_per_s"])
+    _hf_pytorch(results, results["bam_tf"], steps)
     _finish(results, {k: v for k, v in results.items()
                       if k.startswith("speedup")})
 
@@ -213,6 +238,36 @@ def _add_limit(result, peak_gflops):
     print(f"training: {result['flops_per_real_token'] / 1e6:.1f} MFLOP per "
           f"real token; limit {result['limit_tokens_per_s']:.0f} real "
           f"tokens/s; reached {result['fraction_of_limit']:.2f} of it",
+          flush=True)
+
+
+def _hf_pytorch(results, bam_tf, steps):
+    """With --hf_python: benchmarks/hf_pytorch.py on the first task's
+    examples in that interpreter, and bam-tf's speed-up over it (`bam_tf`:
+    the result it is compared with)."""
+    if not FLAGS.hf_python:
+        return
+    command = [FLAGS.hf_python, "-m", "bam_tf_benchmarks.hf_pytorch",
+               f"--pretrained_model={FLAGS.pretrained_model}",
+               f"--glue_dir={FLAGS.glue_dir}",
+               f"--task_name={FLAGS.task_names[0]}",
+               f"--num_examples={FLAGS.num_examples}",
+               f"--batch_size={FLAGS.batch_size}", f"--steps={steps}",
+               f"--warmup_steps={FLAGS.warmup_steps}",
+               f"--max_seq_length={FLAGS.max_seq_length}"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"error: {' '.join(command)} failed:\n"
+                 f"{done.stderr.strip()[-2000:]}")
+    results["hf_pytorch"] = json.loads(done.stdout.strip().splitlines()[-1])
+    results["speedup_vs_hf_pytorch"] = {
+        "examples": bam_tf["train_examples_per_s"]
+        / results["hf_pytorch"]["train_examples_per_s"],
+        "real_tokens": bam_tf["train_tokens_per_s"]
+        / results["hf_pytorch"]["train_tokens_per_s"]}
+    print(benchmark.summary_line("hf_pytorch", results["hf_pytorch"]))
+    print("bam-tf over HF + PyTorch: "
+          f"{results['speedup_vs_hf_pytorch']['examples']:.2f}x examples/s",
           flush=True)
 
 

@@ -12,6 +12,7 @@ from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
 from bam_tf.tasks import get_tasks
 from bam_tf_benchmarks import harness as benchmark
+from bam_tf_benchmarks import profile
 from conftest import REPO
 from conftest import tiny_backbone
 
@@ -28,51 +29,77 @@ def test_untraced_warmup_by_hand():
     assert benchmark.untraced_warmup([16] * 5, 1, 3) == 1
 
 
-def _row(type_, name, self_time, occurrences=1):
-    values = {"rank": 0, "host_or_device": "Host", "type": type_,
-              "operation": name, "occurrences": occurrences,
-              "total_time": self_time, "total_self_time": self_time}
-    return {"c": [{"v": values[k]} for k in values]}
+def _plane(lines):
+    """A host plane of the XPlane protobuf: {line name: [(event name, op
+    type or "", start, duration)]}, times in microseconds."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    plane = xplane_pb2.XPlane(name="/host:CPU")
+    ids = {}
+    for line_name, events in lines.items():
+        line = plane.lines.add(name=line_name)
+        for name, kind, start, duration in events:
+            if (name, kind) not in ids:
+                ids[(name, kind)] = len(ids) + 1
+                plane.event_metadata[ids[(name, kind)]].CopyFrom(
+                    xplane_pb2.XEventMetadata(id=ids[(name, kind)],
+                                              name=name, display_name=kind))
+            line.events.add(metadata_id=ids[(name, kind)],
+                            offset_ps=start * 10**6,
+                            duration_ps=duration * 10**6)
+    return plane
 
 
-def test_summarize_op_stats_by_hand():
-    cols = [{"id": k} for k in ("rank", "host_or_device", "type", "operation",
-                                "occurrences", "total_time",
-                                "total_self_time")]
-    rows = [
-        _row("IDLE", "IDLE", 1000.0),
-        _row("BatchMatMulV2", "StatefulPartitionedCall/gradient_tape/"
-             "bam_model/bert_backbone/transformer_layer_0/"
-             "self_attention_layer/MatMul", 40.0),
-        _row("BatchMatMulV2", "StatefulPartitionedCall/bam_model/"
-             "bert_backbone/transformer_layer_1/self_attention_layer/MatMul",
-             20.0),
-        _row("Einsum", "StatefulPartitionedCall/bam_model/bert_backbone/"
-             "transformer_layer_0/feedforward_intermediate_dense/einsum",
-             30.0, occurrences=3),
-        _row("ResourceApplyAdam", "StatefulPartitionedCall/adamw/update",
-             10.0),
-        _row("Mul", "StatefulPartitionedCall/bam_model/bert_backbone/"
-             "transformer_layer_0/feedforward_layer_norm/mul", 5.0),
-        _row("IteratorGetNext", "Iterator::Root::Prefetch", 5.0)]
-    summary = benchmark.summarize_op_stats([{"cols": cols, "rows": rows}],
-                                           top=2)
-    assert summary["self_time_us"] == 110.0  # idle left out
-    by_part = {r["name"]: r["self_time_us"] for r in summary["by_part"]}
-    assert by_part == {"attention (backward)": 40.0,
-                       "feed-forward (forward)": 35.0,
-                       "attention (forward)": 20.0,
-                       "optimizer update": 10.0, "input pipeline": 5.0}
-    # The issue's four shares: 40 + 20 + 30 of matrix products, the layer
-    # norm's 5, the update's 10, the iterator's 5.
-    split = {r["name"]: r["self_time_us"] for r in summary["split"]}
-    assert split == {"matrix products": 90.0, "other model ops": 5.0,
-                     "optimizer update": 10.0, "input pipeline": 5.0}
-    assert summary["split"][0]["percent"] == pytest.approx(100 * 90 / 110)
-    assert [(r["name"], r["self_time_us"]) for r in summary["by_type"]] == [
-        ("BatchMatMulV2", 60.0), ("Einsum", 30.0)]
-    assert [r["self_time_us"] for r in summary["top_ops"]] == [40.0, 30.0]
-    assert summary["top_ops"][1]["occurrences"] == 3
+def test_step_profile_by_hand():
+    attention = ("StatefulPartitionedCall/gradient_tape/bam_model/"
+                 "bert_backbone/transformer_layer_0/self_attention_layer/"
+                 "MatMul")
+    plane = _plane({
+        "python": [("multi_step_on_iterator", "", 0, 300),
+                   ("multi_step_on_iterator", "", 300, 100),
+                   ("EagerExecute", "", 0, 400)],
+        "tf_Compute/1": [
+            (attention, "_MklBatchMatMulV2", 0, 40),
+            ("StatefulPartitionedCall/bam_model/bert_backbone/"
+             "transformer_layer_1/feedforward_intermediate_dense/einsum",
+             "_MklEinsum", 50, 30),
+            ("ExecutorState::Process", "", 0, 100),  # not an op
+            ("StatefulPartitionedCall/bam_model/bert_backbone/"
+             "transformer_layer_0/feedforward_layer_norm/mul", "Mul",
+             100, 5),
+            ("CpuExecutable::ExecuteAsyncOnStream", "", 200, 20)],
+        "tf_Compute/2": [(attention, "_MklBatchMatMulV2", 10, 15)],
+        # Busy 0-10 and 12-20 (nested and overlapping events): 18.
+        "tf_data_iterator_resource/1": [("Iterator::Root", "", 0, 10),
+                                        ("Iterator::Root::Map", "", 2, 3),
+                                        ("Iterator::Root", "", 12, 5),
+                                        ("Iterator::Root", "", 15, 5)],
+        "tf_numa_-1_Eigen/1": [("fusion.1", "", 200, 20)],  # inside XLA
+    })
+    summary = profile.step_profile(plane, top=2)
+    assert summary["steps"] == 2 and summary["step_ms"] == 200e-3
+    # 40 + 30 + 5 + 20 + 15 + 18.
+    assert summary["cpu_ms"] == pytest.approx(128e-3)
+    split = {r["name"]: r["ms"] * 1e3 for r in summary["split"]}
+    assert split == pytest.approx({
+        "matrix products": 85.0, "other model ops": 5.0,
+        "optimizer update": 20.0, "input pipeline": 18.0})
+    by_part = {r["name"]: r["ms"] * 1e3 for r in summary["by_part"]}
+    # The layer norm's name is under its feed-forward block.
+    assert by_part == pytest.approx({
+        "attention (backward)": 55.0, "feed-forward (forward)": 35.0,
+        "optimizer update": 20.0, "input pipeline": 18.0})
+    assert summary["by_type"][0] == {
+        "name": "_MklBatchMatMulV2", "ms": pytest.approx(55e-3),
+        "percent": pytest.approx(100 * 55 / 128)}
+    assert [r["occurrences"] for r in summary["top_ops"]] == [2, 1]
+    # The whole step under XLA: its programs are the step, not the update.
+    compiled = profile.step_profile(plane, compiled_step=True)
+    split = {r["name"]: r["ms"] * 1e3 for r in compiled["split"]}
+    assert split["compiled step (XLA)"] == pytest.approx(20.0)
+    assert split["optimizer update"] == 0.0
+    with pytest.raises(ValueError, match="multi_step_on_iterator"):
+        profile.step_profile(_plane({"tf_Compute/1": []}))
 
 
 def test_training_flops_by_hand():
@@ -103,20 +130,26 @@ def tiny_features(tiny_glue, tiny_tokenizer):
 
 
 def test_profile_summary(tiny_features, tmp_path):
-    pytest.importorskip("xprof")
     tasks, features = tiny_features
     benchmark.bam_tf_throughput(
         tiny_backbone(max_sequence_length=32), tasks[:1], features[:1], 16,
         steps=3, warmup_steps=1, sequence_length=32, predict=False,
         profile_dir=str(tmp_path))
-    summary = benchmark.read_profile(str(tmp_path))
+    summary = profile.read_profile(str(tmp_path))
     # The real trace's op names are found in each part of a step, each
-    # with time measured in it (the names are keras-hub's and Keras's own:
-    # this breaks when they change).
+    # with time measured in it (the names are keras-hub's and Keras's own,
+    # and the optimizer's XLA program TensorFlow's: this breaks when they
+    # change).
+    assert summary["steps"] >= 3 and summary["step_ms"] > 0
     parts = {r["name"]: r["percent"] for r in summary["by_part"]}
     for part in ("attention (forward)", "attention (backward)",
-                 "feed-forward (forward)", "optimizer update"):
+                 "feed-forward (forward)", "optimizer update",
+                 "input pipeline"):
         assert parts.get(part, 0.0) > 0.0, (part, parts)
+    split = {r["name"]: r["percent"] for r in summary["split"]}
+    assert set(split) == set(profile.SPLIT)
+    assert all(v > 0 for v in split.values()), split
+    assert sum(split.values()) == pytest.approx(100.0)
 
 
 def test_script_multi_vs_single(tiny_glue, tiny_tokenizer, tmp_path):
@@ -208,12 +241,27 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
 
 def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
                                               tmp_path):
+    # A stand-in for an interpreter with torch: what it prints is what
+    # the script compares with.
+    stub = tmp_path / "hf_python"
+    stub.write_text("#!/bin/sh\necho 'torch noise'\n"
+                    "echo '{\"train_examples_per_s\": 2.0, "
+                    "\"train_tokens_per_s\": 10.0}'\n")
+    stub.chmod(0o755)
     result, data = _tiny_benchmark(
         tiny_glue, tiny_tokenizer, tmp_path, "--task_names=rte",
-        "--measure=variants", "--variants=inter_op_1,jit_compile")
-    first, second = data["variants"]
+        "--measure=variants", "--variants=inter_op_1,jit_compile,onednn_off",
+        f"--hf_python={stub}")
+    first, second, third = data["variants"]
     assert (first["variant"], second["variant"]) == ("inter_op_1",
                                                      "jit_compile")
+    # The environment reached the fresh process, and left this one as it
+    # was for the next.
+    assert third["environment"] == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert first["environment"] == second["environment"] == {}
+    assert data["speedup_vs_hf_pytorch"] == pytest.approx({
+        "examples": first["train_examples_per_s"] / 2.0,
+        "real_tokens": first["train_tokens_per_s"] / 10.0})
     # The same stream in both processes: the same steps and real tokens.
     assert first["train_steps"] == second["train_steps"] == 2
     assert first["train_real_tokens"] == second["train_real_tokens"]
@@ -230,3 +278,26 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
         capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "--variants: unknown ['fast']" in (
         bad.stderr)
+
+
+def test_no_update_diagnostic_consumes_every_gradient(tiny_features):
+    import numpy as np
+    from bam_tf.data import pipeline
+    from bam_tf.model.bam_model import BamModel
+    from bam_tf.model.optimization import build_optimizer
+    from bam_tf.model.schedule import TrainSchedule
+
+    tasks, features = tiny_features
+    model = BamModel(tiny_backbone(max_sequence_length=32),
+                     [tasks[0].head_spec])
+    train, _ = pipeline.train_dataset(tasks[:1], features[:1], 8, 1,
+                                      sequence_length=32)
+    model(next(iter(train)))
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 2),
+                  schedule=TrainSchedule(total_steps=2, global_batch_size=8))
+    before = [w.numpy() for w in model.trainable_weights]
+    sink = benchmark._no_update(model)
+    model.fit(train, epochs=1, steps_per_epoch=1, verbose=0)
+    for w, b in zip(model.trainable_weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+    assert float(sink.numpy()) != 0.0  # the gradients were computed

@@ -1,0 +1,70 @@
+"""The faster ways to run a training step compute what the plain step
+computes: `--jit_compile` (the whole step under XLA) and the compiled
+optimizer update (`jit_update`, on by default with buckets and
+max_length), for every padding mode, on a tiny model trained three steps
+from the same weights on the same batches. Dropout is off: XLA draws its
+own random bits, so with dropout the compiled step trains with other
+masks (docs/benchmarks.md)."""
+
+import keras
+import numpy as np
+import pytest
+
+from bam_tf.data import pipeline
+from bam_tf.model.bam_model import BamModel
+from bam_tf.model.optimization import build_optimizer
+from bam_tf.model.schedule import TrainSchedule
+from bam_tf.tasks import get_task
+
+from conftest import fake_features
+from conftest import tiny_backbone
+
+TASKS = [get_task("rte"), get_task("sts")]
+BATCH, LENGTH = 8, 16
+PADDINGS = {"max_length": {"sequence_length": LENGTH},
+            "buckets": {"bucket_lengths": [8, LENGTH]},
+            "longest": {}}
+
+
+def _stream(padding):
+    features = [fake_features(t, 24) for t in TASKS]
+    ds, _ = pipeline.train_dataset(TASKS, features, BATCH, seed=3,
+                                   **PADDINGS[padding])
+    return ds
+
+
+def _train(padding, jit_compile, jit_update):
+    keras.utils.set_random_seed(0)
+    model = BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0),
+                     [t.head_spec for t in TASKS], dropout_rate=0.0)
+    ds = _stream(padding)
+    model(next(iter(ds)))
+    initial = [v.numpy() for v in model.trainable_weights]
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 6,
+                                            warmup_proportion=0.0,
+                                            lr_decay=0.9,
+                                            jit_update=jit_update),
+                  schedule=TrainSchedule(total_steps=6,
+                                         global_batch_size=BATCH),
+                  jit_compile=jit_compile)
+    history = model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
+    moved = np.concatenate([(v.numpy() - w).ravel() for v, w in zip(
+        model.trainable_weights, initial)])
+    return history.history, moved
+
+
+@pytest.mark.parametrize("padding", sorted(PADDINGS))
+@pytest.mark.parametrize("jit_compile, jit_update", [
+    (False, True), (True, False), (True, True)])
+def test_faster_steps_train_as_the_plain_step(padding, jit_compile,
+                                              jit_update):
+    plain_logs, plain_moved = _train(padding, False, False)
+    logs, moved = _train(padding, jit_compile, jit_update)
+    assert {"loss", "loss_rte", "loss_sts"} <= set(plain_logs)
+    for key in plain_logs:
+        np.testing.assert_allclose(logs[key], plain_logs[key], rtol=1e-5,
+                                   err_msg=key)
+    size = np.linalg.norm(plain_moved)
+    assert size > 1e-2  # three updates moved the weights
+    # XLA reorders float32 sums only.
+    assert np.linalg.norm(moved - plain_moved) < 1e-4 * size
