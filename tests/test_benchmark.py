@@ -278,6 +278,29 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
         capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "--variants: unknown ['fast']" in (
         bad.stderr)
+    missing = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={tmp_path / 'encoder'}",
+         f"--glue_dir={tiny_glue}", f"--hf_python={tmp_path / 'none'}"],
+        capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and "not an executable file" in (
+        missing.stderr)
+    # HF + PyTorch failing after bam-tf's run: bam-tf's figures are kept.
+    stub.write_text("#!/bin/sh\necho 'no torch here' >&2\nexit 3\n")
+    out = tmp_path / "bench.json"
+    out.unlink()
+    failed = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={tmp_path / 'encoder'}",
+         f"--glue_dir={tiny_glue}", "--task_names=rte", "--num_examples=16",
+         "--batch_size=8", "--max_seq_length=32", "--warmup_steps=1",
+         "--steps=2", "--measure=variants", "--variants=default",
+         f"--hf_python={stub}", f"--output_json={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1 and "no torch here" in failed.stderr
+    with open(out) as f:
+        assert [r["variant"] for r in json.load(f)["variants"]] == [
+            "default"]
 
 
 def test_no_update_diagnostic_consumes_every_gradient(tiny_features):

@@ -299,3 +299,32 @@ def test_pretrained_minilm_through_transformers(tmp_path):
         theirs = torch.softmax(hf(**encoded).logits, -1).numpy()
     np.testing.assert_allclose(
         theirs, _softmax(np.asarray(model(features)["mrpc"])), atol=1e-4)
+
+
+def test_hf_pytorch_benchmark_on_an_exported_folder(tmp_path, tiny_glue):
+    """benchmarks/hf_pytorch.py (the peer measured against) trains on the
+    examples bam-tf reads: with one batch of every example, each step
+    sees all their tokens."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from bam_tf.data.loading import load_split
+    from bam_tf_benchmarks import hf_pytorch
+
+    model, tokenizer, _ = _model("bert")
+    folder = str(tmp_path / "hf")
+    write_hf_folder(model, tokenizer, get_task("rte"), 32, folder)
+    examples = load_split(get_task("rte"), "train", tiny_glue,
+                          double_unordered=False)
+    result = hf_pytorch.hf_pytorch_throughput(
+        folder, tiny_glue, "rte", num_examples=len(examples),
+        batch_size=len(examples), steps=2, warmup_steps=1,
+        max_seq_length=32)
+    import transformers
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    lengths = [len(ids) for ids in hf_tokenizer(
+        list(examples.text_a), list(examples.text_b), truncation=True,
+        max_length=32)["input_ids"]]
+    assert result["train_steps"] == 2
+    assert result["train_real_tokens"] == 2 * sum(lengths)
+    assert result["train_examples_per_s"] == pytest.approx(
+        2 * len(examples) / result["train_seconds"])
