@@ -282,10 +282,16 @@ def test_a_tiny_run_computes_what_it_computed_before(tiny_glue, tmp_path):
                                pinned["sts_dev_predictions"], atol=1e-4)
     np.testing.assert_allclose(trial["train_loss"], pinned["train_loss"],
                                rtol=1e-5)
+    # STS-B's predictions in this tiny run span 1e-4 (2.6585 to 2.6586),
+    # so the rounding that moves them by 1e-6 moves their Pearson
+    # correlation by hundredths (78.597 on an AVX-512/AMX CPU against the
+    # pinned 78.612): the predictions above are the check, and the
+    # correlation only to that conditioning.
+    tolerance = {("sts", "pearson"): 0.05}
     for task, metrics in pinned["metrics"].items():
         for name, value in metrics.items():
             assert trial["metrics"][task][name] == pytest.approx(
-                value, abs=1e-3), (task, name)
+                value, abs=tolerance.get((task, name), 1e-3)), (task, name)
 
 
 def test_finetuning_needs_the_encoder_the_source_was_trained_from(
