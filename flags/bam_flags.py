@@ -256,6 +256,18 @@ def define_task_modules_flag(flag_values=flags.FLAGS):
                       "Python files that define and register your own tasks "
                       "(README, 'Your own task').", flag_values=flag_values)
 
+    # Checked while the flags are parsed, so that a missing file is a
+    # usage error naming it, not a traceback from main.
+    def files_exist(paths):
+        missing = [p for p in paths or [] if not os.path.isfile(p)]
+        if missing:
+            raise flags.ValidationError(
+                f"--task_modules: no file {', '.join(missing)} (Python "
+                "files that register tasks are expected)")
+        return True
+    flags.register_validator("task_modules", files_exist,
+                             flag_values=flag_values)
+
 
 def import_task_modules(paths):
     """Runs each file once, so that its register_task calls take effect."""

@@ -50,6 +50,7 @@ from absl import flags
 from bam_tf.data.pipeline import bucket_boundaries
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
+from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf_benchmarks import compute
 from bam_tf_benchmarks import harness as benchmark
@@ -94,6 +95,8 @@ flags.DEFINE_string("hf_python", None, "A Python interpreter with torch and "
                     "the first task's examples, right after "
                     "(--measure=throughput or variants).")
 flags.mark_flags_as_required(["pretrained_model", "glue_dir"])
+bam_flags.define_task_modules_flag()
+flags.declare_key_flag("task_modules")
 FLAGS = flags.FLAGS
 
 
@@ -115,6 +118,7 @@ def _micro_batch_sizes():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     inputs = dict(pretrained_model=FLAGS.pretrained_model,
                   bam_dir=FLAGS.bam_dir, glue_dir=FLAGS.glue_dir,
                   task_names=FLAGS.task_names,

@@ -31,6 +31,7 @@ flags.DEFINE_integer("max_seq_length", 128, "Truncation length.")
 flags.DEFINE_boolean("double_unordered", True, "Double unordered pairs.")
 flags.DEFINE_string("output_json", None, "Also write the statistics here.")
 bam_flags.define_task_modules_flag()
+flags.declare_key_flag("task_modules")
 flags.mark_flags_as_required(["task_names"])
 FLAGS = flags.FLAGS
 

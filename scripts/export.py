@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
+from bam_tf_flags import bam_flags
 from bam_tf.serving.export import export_keras_hub
 from bam_tf.serving.export import export_model
 from bam_tf.serving.export import export_transformers
@@ -46,12 +47,15 @@ flags.DEFINE_string("pretrained_model", None,
                     "The run's encoder, where it is no longer where the run "
                     "found it (default: the path in its config.json).")
 flags.mark_flags_as_required(["bam_dir", "model_name", "export_dir"])
+bam_flags.define_task_modules_flag()
+flags.declare_key_flag("task_modules")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     if (FLAGS.format == "transformers") != bool(FLAGS.task):
         raise app.UsageError("--task goes with --format=transformers, and "
                              "only with it (a Hugging Face folder holds one "

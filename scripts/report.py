@@ -32,6 +32,7 @@ from bam_tf.analysis.figure import draw_scores
 from bam_tf.analysis.report import build_report
 from bam_tf.analysis.report import format_markdown
 from bam_tf.errors import BamError
+from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 
@@ -58,12 +59,15 @@ flags.DEFINE_string("paper_scores", None,
                     "(docs/results/paper_table1.json).")
 flags.DEFINE_string("figure_title", None, "Title of --figure.")
 flags.mark_flags_as_required(["bam_dir", "model_names"])
+bam_flags.define_task_modules_flag()
+flags.declare_key_flag("task_modules")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    bam_flags.import_task_modules(FLAGS.task_modules)
     try:
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
                               FLAGS.bootstrap_samples, FLAGS.seed,

@@ -238,6 +238,33 @@ def test_a_users_task_module_on_the_command_line(tmp_path):
     assert stats["splits"]["train"]["labels"] == {"neg": 1, "pos": 2}
     assert stats["sampling_probability"] == 1.0
 
+    # A run on it, and its report, which scores with the task's metrics.
+    bam = tmp_path / "bam"
+    run = _script("run_classifier.py", "--model_name=reviews-model",
+                  f"--bam_dir={bam}", f"--glue_dir={tmp_path / 'data'}",
+                  "--task_names=reviews", f"--task_modules={module}",
+                  *FAST_FLAGS)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report_json = tmp_path / "report.json"
+    report = _script("report.py", f"--bam_dir={bam}",
+                     "--model_names=reviews-model",
+                     f"--task_modules={module}",
+                     f"--output_json={report_json}")
+    assert report.returncode == 0, report.stderr[-3000:]
+    [trial] = _results(str(bam), "reviews-model")["trials"]
+    assert set(trial["metrics"]["reviews"]) == {"accuracy", "f1", "score"}
+    scores = json.loads(report_json.read_text())["models"]["reviews-model"]
+    assert scores["median"]["reviews"] == pytest.approx(
+        trial["metrics"]["reviews"]["score"])
+    # A missing module is a usage error that names it, before any work.
+    missing = _script("report.py", f"--bam_dir={bam}",
+                      "--model_names=reviews-model",
+                      f"--task_modules={tmp_path / 'nope.py'}")
+    assert missing.returncode == 1
+    assert f"--task_modules: no file {tmp_path / 'nope.py'}" in (
+        missing.stderr)
+    assert "Traceback" not in missing.stderr
+
 
 def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
                                                          tiny_glue):
