@@ -68,6 +68,18 @@ def untraced_warmup(lengths, minimum, steps, limit=None):
     return limit
 
 
+def padding_summary(batches):
+    """Padded tokens over real ones in `batches` (dicts with `token_ids`
+    and `padding_mask`), as padded and as they would be if each batch
+    were padded to its own longest example."""
+    real = sum(int(b["padding_mask"].sum()) for b in batches)
+    padded = sum(b["token_ids"].size for b in batches)
+    longest = sum(len(b["padding_mask"]) * int(b["padding_mask"].sum(1).max())
+                  for b in batches)
+    return {"padded_over_real": padded / real,
+            "longest_over_real": longest / real}
+
+
 def load_inputs(pretrained_model, bam_dir, glue_dir, task_names,
                 num_examples, max_seq_length):
     """(tasks, examples, encoder, features): the first `num_examples`
@@ -129,6 +141,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
               "train_seconds": seconds, "train_steps": steps,
               "train_real_tokens": real_tokens,
               "warmup_steps": warmup_steps, "peak_rss_mb": peak_rss_mb(),
+              **padding_summary(timed),
               "train_flops_per_real_token":
                   compute.training_flops_per_real_token(backbone, lengths)}
     if not predict:

@@ -29,6 +29,18 @@ def test_untraced_warmup_by_hand():
     assert benchmark.untraced_warmup([16] * 5, 1, 3) == 1
 
 
+def test_padding_summary_by_hand():
+    import numpy as np
+    # Batch 1: lengths 3 and 1 padded to 4 (8 slots, 4 real; longest 3:
+    # 6). Batch 2: lengths 2 and 2 padded to 2 (4 slots, 4 real).
+    batches = [{"token_ids": np.zeros((2, 4)),
+                "padding_mask": np.array([[1, 1, 1, 0], [1, 0, 0, 0]])},
+               {"token_ids": np.zeros((2, 2)),
+                "padding_mask": np.ones((2, 2))}]
+    assert benchmark.padding_summary(batches) == {
+        "padded_over_real": 12 / 8, "longest_over_real": 10 / 8}
+
+
 def _plane(lines):
     """A host plane of the XPlane protobuf: {line name: [(event name, op
     type or "", start, duration)]}, times in microseconds."""
