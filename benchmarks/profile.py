@@ -7,10 +7,11 @@ keeps only its 500 costliest ops and leaves out XLA programs: the
 optimizer update, compiled (`LayerwiseAdamW(jit_update=True)`), and a few
 thousand small ops fell outside it, so its shares were wrong.
 
-Times are CPU time of the threads that run the step's ops (TensorFlow's
-inter-op threads: each op's duration, and each XLA program's run) and of
-the input pipeline's threads; the four shares of `split` are of their
-sum.
+Times are the durations of the step's ops on TensorFlow's inter-op
+threads (an op's intra-op helpers are inside its duration, not counted
+again), of each XLA program's run, and the busy time of the input
+pipeline's threads; the four shares of `split` are of their sum. It is
+called CPU time below for short.
 """
 
 import collections
@@ -87,7 +88,9 @@ def _busy_ps(events):
 def step_profile(plane, step_event="multi_step_on_iterator", top=15,
                  compiled_step=False):
     """The step's time from a host plane (`host_plane`): the number of
-    steps and their mean wall time, the `SPLIT` shares, shares by model
+    steps and their mean wall time (counting Keras's last call, which
+    only finds the input exhausted: one more than the steps run), the
+    `SPLIT` shares, shares by model
     part and by op type, and the costliest ops.
 
     XLA programs count as the optimizer update, the only one a default

@@ -271,7 +271,13 @@ def _hf_pytorch(results, bam_tf, steps):
         _finish(results, {})
         sys.exit(f"error: {' '.join(command)} failed:\n"
                  f"{done.stderr.strip()[-2000:]}")
-    results["hf_pytorch"] = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        results["hf_pytorch"] = json.loads(
+            done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        _finish(results, {})
+        sys.exit(f"error: {' '.join(command)} printed no JSON line last:\n"
+                 f"{done.stdout.strip()[-2000:]}")
     results["speedup_vs_hf_pytorch"] = {
         "examples": bam_tf["train_examples_per_s"]
         / results["hf_pytorch"]["train_examples_per_s"],
