@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import resource
 import time
+from unittest import mock
 
 import keras
 import keras_hub
@@ -226,6 +227,7 @@ DIAGNOSTIC_VARIANTS = {
     "no_dropout": {"dropout": False},
     "jit_compile+no_update": {"jit_compile": True, "update": False},
 }
+ALL_VARIANTS = {**VARIANTS, **DIAGNOSTIC_VARIANTS}
 
 
 def _no_update(model):
@@ -250,7 +252,7 @@ def _no_dropout(model):
 
 
 def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
-    settings = {**VARIANTS, **DIAGNOSTIC_VARIANTS}[variant]
+    settings = ALL_VARIANTS[variant]
     if "inter_op_threads" in settings:  # before TensorFlow starts
         tf.config.threading.set_inter_op_parallelism_threads(
             settings["inter_op_threads"])
@@ -278,21 +280,13 @@ def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
     context = multiprocessing.get_context("spawn")
     results = []
     for variant in variants:
-        environment = {**VARIANTS, **DIAGNOSTIC_VARIANTS}[variant].get(
-            "environment", {})
-        saved = {k: os.environ.get(k) for k in environment}
-        os.environ.update(environment)  # inherited by the spawned process
-        try:
+        # Inherited by the spawned process; this one's is restored after.
+        with mock.patch.dict(os.environ,
+                             ALL_VARIANTS[variant].get("environment", {})):
             with context.Pool(1) as pool:
                 results.append({"variant": variant, **pool.apply(
                     functools.partial(_variant_run, inputs, batch_size,
                                       steps, warmup_steps, variant))})
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     for result in results:
         result["speed_vs_first"] = (result["train_examples_per_s"]
                                     / results[0]["train_examples_per_s"])

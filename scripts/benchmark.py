@@ -128,8 +128,7 @@ def main(argv):
     # minutes on real inputs.
     sizes = (_micro_batch_sizes() if FLAGS.measure == "micro_batches"
              else [])
-    unknown = sorted(set(FLAGS.variants) - set(benchmark.VARIANTS)
-                     - set(benchmark.DIAGNOSTIC_VARIANTS))
+    unknown = sorted(set(FLAGS.variants) - set(benchmark.ALL_VARIANTS))
     if FLAGS.measure == "variants" and unknown:
         sys.exit(f"error: --variants: unknown {unknown}; known: "
                  f"{sorted(benchmark.VARIANTS)} and the diagnostics "
