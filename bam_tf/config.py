@@ -326,7 +326,7 @@ class Runtime:
         save_checkpoints_secs: checkpoint every so many seconds.
         jit_compile: XLA for the whole training step (one program per
             input shape: pair it with padding "buckets" or "max_length";
-            slower on CPUs, TRAPS.md 3).
+            its own dropout masks; docs/benchmarks.md).
         micro_batch_size: examples each replica runs through the network at
             once, gradients summed over its batch before the one update
             (`BamModel`); None, or a size at least the replica's batch: the

@@ -228,6 +228,26 @@ DIAGNOSTIC_VARIANTS = {
     "jit_compile+no_update": {"jit_compile": True, "update": False},
 }
 ALL_VARIANTS = {**VARIANTS, **DIAGNOSTIC_VARIANTS}
+# What any variant sets, recorded in every result: a variant's setting must
+# reach its own process and no other.
+ENVIRONMENT_KEYS = sorted({key for settings in ALL_VARIANTS.values()
+                           for key in settings.get("environment", {})})
+
+
+def variant_environment(variant, environ):
+    """The variables `variant` sets, given the caller's `environ`. XLA
+    takes all its options from one variable, so a variant's XLA option is
+    added to the caller's (a user's --xla_dump_to, say), not put in their
+    place.
+
+    >>> variant_environment("jit_compile+xla_onednn", {"XLA_FLAGS": "--a"})
+    {'XLA_FLAGS': '--a --xla_cpu_use_onednn=true'}
+    """
+    environment = dict(ALL_VARIANTS[variant].get("environment", {}))
+    if environ.get("XLA_FLAGS") and "XLA_FLAGS" in environment:
+        environment["XLA_FLAGS"] = (
+            f"{environ['XLA_FLAGS']} {environment['XLA_FLAGS']}")
+    return environment
 
 
 def _no_update(model):
@@ -266,8 +286,7 @@ def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
         predict=False, jit_compile=settings.get("jit_compile", False),
         change_model=lambda m: [c(m) for c in changes])
     # As this process saw them (inherited from `variant_comparison`).
-    result["environment"] = {k: os.environ.get(k)
-                             for k in settings.get("environment", {})}
+    result["environment"] = {k: os.environ.get(k) for k in ENVIRONMENT_KEYS}
     return result
 
 
@@ -282,7 +301,7 @@ def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
     for variant in variants:
         # Inherited by the spawned process; this one's is restored after.
         with mock.patch.dict(os.environ,
-                             ALL_VARIANTS[variant].get("environment", {})):
+                             variant_environment(variant, os.environ)):
             with context.Pool(1) as pool:
                 results.append({"variant": variant, **pool.apply(
                     functools.partial(_variant_run, inputs, batch_size,

@@ -133,6 +133,9 @@ def main(argv):
         sys.exit(f"error: --variants: unknown {unknown}; known: "
                  f"{sorted(benchmark.VARIANTS)} and the diagnostics "
                  f"{sorted(benchmark.DIAGNOSTIC_VARIANTS)}.")
+    if FLAGS.hf_python and FLAGS.measure not in ("throughput", "variants"):
+        sys.exit(f"error: --hf_python compares with --measure=throughput or "
+                 f"variants, not --measure={FLAGS.measure}.")
     if FLAGS.hf_python and not (os.path.isfile(FLAGS.hf_python)
                                 and os.access(FLAGS.hf_python, os.X_OK)):
         sys.exit(f"error: --hf_python={FLAGS.hf_python}: not an executable "

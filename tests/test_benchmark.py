@@ -262,15 +262,18 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
     stub.chmod(0o755)
     result, data = _tiny_benchmark(
         tiny_glue, tiny_tokenizer, tmp_path, "--task_names=rte",
-        "--measure=variants", "--variants=inter_op_1,jit_compile,onednn_off",
+        "--measure=variants", "--variants=inter_op_1,onednn_off,jit_compile",
         f"--hf_python={stub}")
-    first, second, third = data["variants"]
+    first, third, second = data["variants"]
     assert (first["variant"], second["variant"]) == ("inter_op_1",
                                                      "jit_compile")
-    # The environment reached the fresh process, and left this one as it
-    # was for the next.
-    assert third["environment"] == {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    assert first["environment"] == second["environment"] == {}
+    # onednn_off's setting reached its own process, and the next one saw
+    # the environment as the first did.
+    assert third["environment"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert first["environment"]["TF_ENABLE_ONEDNN_OPTS"] != "0"
+    assert second["environment"] == first["environment"]
+    assert set(first["environment"]) == {"TF_ENABLE_ONEDNN_OPTS",
+                                         "XLA_FLAGS"}
     assert data["speedup_vs_hf_pytorch"] == pytest.approx({
         "examples": first["train_examples_per_s"] / 2.0,
         "real_tokens": first["train_tokens_per_s"] / 10.0})
@@ -297,6 +300,14 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
         capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "not an executable file" in (
         missing.stderr)
+    ignored = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={tmp_path / 'encoder'}",
+         f"--glue_dir={tiny_glue}", f"--hf_python={stub}",
+         "--measure=micro_batches"],
+        capture_output=True, text=True, timeout=300)
+    assert ignored.returncode == 1 and (
+        "not --measure=micro_batches" in ignored.stderr)
     # HF + PyTorch failing after bam-tf's run: bam-tf's figures are kept.
     stub.write_text("#!/bin/sh\necho 'no torch here' >&2\nexit 3\n")
     out = tmp_path / "bench.json"
@@ -313,6 +324,18 @@ def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
     with open(out) as f:
         assert [r["variant"] for r in json.load(f)["variants"]] == [
             "default"]
+
+
+def test_variant_environment_adds_to_the_users_xla_flags():
+    user = {"XLA_FLAGS": "--xla_dump_to=/tmp/x", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert benchmark.variant_environment("jit_compile+xla_xnnpack", user) == {
+        "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_cpu_use_xnnpack=true"}
+    assert benchmark.variant_environment("jit_compile+xla_xnnpack", {}) == {
+        "XLA_FLAGS": "--xla_cpu_use_xnnpack=true"}
+    # Other variables are the variant's own.
+    assert benchmark.variant_environment("onednn_off", user) == {
+        "TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert benchmark.variant_environment("default", user) == {}
 
 
 def test_no_update_diagnostic_consumes_every_gradient(tiny_features):

@@ -4,8 +4,8 @@ structure, mixed for training by `sample_from_datasets`.
 Every element is a dict:
     token_ids, segment_ids, padding_mask: int32 [length]
         (padding_mask is int32, not bool: Keras reduces the first batch
-        across replicas to build the model, and that fails on booleans;
-        TRAPS.md 1)
+        across replicas to build the model, and that fails on booleans
+        with `AddN ... bool`)
     task_id: int32, the task's position in the run's task list
     eid: int32, the example id
     label: int32, the gold class (0 for regression and unlabelled splits)

@@ -1,5 +1,5 @@
 """train_and_evaluate(config): one model folder, `num_trials` seeds, every
-output of the contract (BAM_SPEC.md section 3).
+output of the folder layout in docs/usage.md ("Output files").
 
 Any number of processes may run the same command on one folder, on one
 machine or many: each trial is claimed by one process before it starts

@@ -212,7 +212,7 @@ class BamModel(keras.Model):
         return self._reducible({m.name: m.result() for m in self.metrics})
 
     def _reducible(self, logs):
-        # keras#20585 (TRAPS.md 2): under MultiWorkerMirroredStrategy Keras
+        # keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras
         # reduces logs with strategy.reduce("MEAN", v, axis=0), which fails
         # on scalars; a leading axis of 1 reduces to the scalar mean.
         # With one replica (a single worker) nothing is reduced, and the
@@ -225,7 +225,7 @@ class BamModel(keras.Model):
                 for k, v in logs.items()}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # keras#20585 (TRAPS.md 2): under a strategy Keras reduces the first
+        # keras-team/keras#20585: under a strategy Keras reduces the first
         # distributed batch to build the model, which fails for
         # MultiWorkerMirroredStrategy (and for boolean inputs). run.py
         # builds the model and its optimizer under the scope before fit,
