@@ -188,6 +188,39 @@ def fake_features(task, n, length=5, labels=None):
                     full_lengths=lengths)
 
 
+def train_three_steps(make_stream, specs, jit_compile=False,
+                      jit_update=False, policy=None, **schedule):
+    """Three steps of a tiny dropout-free model on the stream
+    `make_stream()` gives, from the same weights and batches whatever the
+    arguments (dropout off: XLA draws its own random bits); `schedule`:
+    `TrainSchedule` arguments besides the total steps. (history, what the
+    updates moved, flattened)."""
+    import keras
+    import numpy as np
+    from bam_tf.model.bam_model import BamModel
+    from bam_tf.model.optimization import build_optimizer
+    from bam_tf.model.schedule import TrainSchedule
+    keras.utils.set_random_seed(0)
+    model = BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0,
+                                   dtype=policy), specs, dropout_rate=0.0,
+                     dtype=policy)
+    # Made after the seed is set: the mixture's sampling takes the global
+    # seed with its own.
+    ds = make_stream()
+    model(next(iter(ds)))
+    initial = [v.numpy() for v in model.trainable_weights]
+    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 6,
+                                            warmup_proportion=0.0,
+                                            lr_decay=0.9,
+                                            jit_update=jit_update),
+                  schedule=TrainSchedule(total_steps=6, **schedule),
+                  jit_compile=jit_compile)
+    history = model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
+    moved = np.concatenate([(v.numpy() - w).ravel() for v, w in zip(
+        model.trainable_weights, initial)])
+    return history.history, moved
+
+
 def debug_config(bam_dir, glue_dir, model_name, task_names, **overrides):
     """A fast tiny-encoder configuration for end-to-end tests."""
     from bam_tf.config import PRESETS

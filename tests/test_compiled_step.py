@@ -6,18 +6,14 @@ from the same weights on the same batches. Dropout is off: XLA draws its
 own random bits, so with dropout the compiled step trains with other
 masks (docs/benchmarks.md)."""
 
-import keras
 import numpy as np
 import pytest
 
 from bam_tf.data import pipeline
-from bam_tf.model.bam_model import BamModel
-from bam_tf.model.optimization import build_optimizer
-from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks import get_task
 
 from conftest import fake_features
-from conftest import tiny_backbone
+from conftest import train_three_steps
 
 TASKS = [get_task("rte"), get_task("sts")]
 BATCH, LENGTH = 8, 16
@@ -34,23 +30,9 @@ def _stream(padding):
 
 
 def _train(padding, jit_compile, jit_update):
-    keras.utils.set_random_seed(0)
-    model = BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0),
-                     [t.head_spec for t in TASKS], dropout_rate=0.0)
-    ds = _stream(padding)
-    model(next(iter(ds)))
-    initial = [v.numpy() for v in model.trainable_weights]
-    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 6,
-                                            warmup_proportion=0.0,
-                                            lr_decay=0.9,
-                                            jit_update=jit_update),
-                  schedule=TrainSchedule(total_steps=6,
-                                         global_batch_size=BATCH),
-                  jit_compile=jit_compile)
-    history = model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
-    moved = np.concatenate([(v.numpy() - w).ravel() for v, w in zip(
-        model.trainable_weights, initial)])
-    return history.history, moved
+    return train_three_steps(lambda: _stream(padding),
+                             [t.head_spec for t in TASKS], jit_compile,
+                             jit_update, global_batch_size=BATCH)
 
 
 _PLAIN = {}  # padding: the plain step's run, computed once

@@ -4,18 +4,14 @@ whole training step as `--strategy=tpu` builds it (distillation,
 micro-batches, bfloat16) compiles under XLA and gives the losses and
 weights of the uncompiled step."""
 
-import keras
 import numpy as np
 import pytest
 
 from bam_tf.data import pipeline
-from bam_tf.model.bam_model import BamModel
-from bam_tf.model.optimization import build_optimizer
-from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks import get_task
 
 from conftest import fake_features
-from conftest import tiny_backbone
+from conftest import train_three_steps
 
 TASKS = [get_task("rte"), get_task("sts")]
 SPECS = [t.head_spec for t in TASKS]
@@ -42,26 +38,9 @@ def test_max_length_padding_gives_static_shapes():
 
 
 def _train(jit_compile, policy, micro_batch_size):
-    keras.utils.set_random_seed(0)
-    # Dropout off: XLA's random bits are not the kernels' bits.
-    model = BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0,
-                                   dtype=policy), SPECS, dropout_rate=0.0,
-                     dtype=policy)
-    ds = _stream()
-    model(next(iter(ds)))
-    initial = [v.numpy() for v in model.trainable_weights]
-    model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 6,
-                                            warmup_proportion=0.0,
-                                            lr_decay=0.9, jit_update=False),
-                  schedule=TrainSchedule(
-                      total_steps=6, distill=True, global_batch_size=BATCH,
-                      micro_batch_size=micro_batch_size),
-                  jit_compile=jit_compile)
-    history = model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
-    # What the three updates moved.
-    moved = np.concatenate([(v.numpy() - w).ravel() for v, w in zip(
-        model.trainable_weights, initial)])
-    return history.history, moved
+    return train_three_steps(_stream, SPECS, jit_compile, policy=policy,
+                             distill=True, micro_batch_size=micro_batch_size,
+                             global_batch_size=BATCH)
 
 
 # float32: XLA reorders sums only. bfloat16: activations keep 8 bits of
