@@ -204,8 +204,9 @@ def train_three_steps(make_stream, specs, jit_compile=False,
     model = BamModel(tiny_backbone(vocabulary_size=60, seed=3, dropout=0.0,
                                    dtype=policy), specs, dropout_rate=0.0,
                      dtype=policy)
-    # Made after the seed is set: the mixture's sampling takes the global
-    # seed with its own.
+    # Made after the seed is set: TensorFlow's seeded random ops (the
+    # stream's shuffling and sampling) combine the global seed with their
+    # own, so the same batches need the same global seed.
     ds = make_stream()
     model(next(iter(ds)))
     initial = [v.numpy() for v in model.trainable_weights]
