@@ -159,9 +159,12 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def family_runs(preset_folders, tiny_glue, tmp_path_factory):
-    """Per family: a one-task and a two-task run from its preset folder,
-    the two-task model exported, and the scores the model itself gives
-    the test pair (top probability for rte, the score for sts)."""
+    """Per family: a two-task run from its preset folder, the model
+    exported, and the scores the model itself gives the test pair (top
+    probability for rte, the score for sts). The number of tasks touches
+    no family's code (test_run.py runs one task), so one run per family
+    covers what differs between them: loading, featurizing, training,
+    exporting."""
     from bam_tf.serving.export import load_trained_model
     runs = {}
     for name, folder in preset_folders.items():
@@ -170,11 +173,9 @@ def family_runs(preset_folders, tiny_glue, tmp_path_factory):
                         num_train_epochs=1, padding="max_length",
                         max_train_examples=32, n_writes_distill=0,
                         n_writes_test=0)
-        results = {}
-        for tasks in (["rte"], ["rte", "sts"]):
-            config = debug_config(bam, tiny_glue, "-".join(tasks), tasks,
-                                  **settings)
-            results[tuple(tasks)] = train_and_evaluate(config, verbose=0)
+        results = train_and_evaluate(
+            debug_config(bam, tiny_glue, "rte-sts", ["rte", "sts"],
+                         **settings), verbose=0)
         mdir = os.path.join(bam, "models", "rte-sts")
         saved_model = export_model(mdir, str(bam / "export"))
         model, tokenizer, config, tasks = load_trained_model(mdir)
@@ -224,15 +225,13 @@ def served(family_runs):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_one_and_two_task_runs_train_and_score(name, family_runs):
-    for tasks, results in family_runs[name]["results"].items():
-        [trial] = results["trials"]
-        assert np.isfinite(trial["train_loss"]).all() and trial["steps"] > 0
-        assert set(trial["metrics"]) == set(tasks)
-        assert trial["avg"] == pytest.approx(np.mean(
-            [trial["metrics"][t]["score"] for t in tasks]))
+def test_two_task_run_trains_and_scores(name, family_runs):
+    [trial] = family_runs[name]["results"]["trials"]
+    assert np.isfinite(trial["train_loss"]).all() and trial["steps"] > 0
+    assert set(trial["metrics"]) == {"rte", "sts"}
+    assert trial["avg"] == pytest.approx(np.mean(
+        [trial["metrics"][t]["score"] for t in ("rte", "sts")]))
     # The score written is the saved model's accuracy on the dev set.
-    [trial] = family_runs[name]["results"][("rte", "sts")]["trials"]
     assert trial["metrics"]["rte"]["accuracy"] == pytest.approx(
         family_runs[name]["dev_accuracy"], abs=1e-9)
 
