@@ -173,10 +173,11 @@ def family_runs(preset_folders, tiny_glue, tmp_path_factory):
                         num_train_epochs=1, padding="max_length",
                         max_train_examples=32, n_writes_distill=0,
                         n_writes_test=0)
+        run_name = "rte-sts"
         results = train_and_evaluate(
-            debug_config(bam, tiny_glue, "rte-sts", ["rte", "sts"],
+            debug_config(bam, tiny_glue, run_name, ["rte", "sts"],
                          **settings), verbose=0)
-        mdir = os.path.join(bam, "models", "rte-sts")
+        mdir = os.path.join(bam, "models", run_name)
         saved_model = export_model(mdir, str(bam / "export"))
         model, tokenizer, config, tasks = load_trained_model(mdir)
         features = Featurizer(tokenizer, config.max_seq_length).featurize(
