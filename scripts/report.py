@@ -14,6 +14,13 @@ number, as the paper's "Single" row joins one single-task model per task:
 
     --model_names=single=bam-rte-single+bam-mrpc-single,bam-multi
 
+--comparisons=A:B,C:D tests only those pairs of rows (by label), so the
+Holm correction is over the questions named in advance, as the paper's
+Table 4 compares each ablation with the model it ablates:
+
+    --model_names=full=bam-s2m,lambda0=bam-s2m-lambda0,bam-multi,exp1=bam-exp1 \
+        --comparisons=full:lambda0,bam-multi:exp1
+
 --split=train scores the same trials on their training sets, from the
 predictions every run writes there: how well each model fits what it
 trained on, to tell under-fitting from over-fitting (Mann-Whitney U only).
@@ -31,6 +38,7 @@ from bam_tf.analysis.figure import check_paper_scores
 from bam_tf.analysis.figure import draw_scores
 from bam_tf.analysis.report import build_report
 from bam_tf.analysis.report import format_markdown
+from bam_tf.analysis.report import parse_pair
 from bam_tf.errors import BamError
 from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
@@ -39,6 +47,9 @@ from bam_tf.io_utils import atomic_write_text
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_list("model_names", None, "Model folders to compare; "
                   "LABEL=a+b+... joins several folders into one row.")
+flags.DEFINE_list("comparisons", None,
+                  "Pairs of rows to test, A:B by their labels (default: "
+                  "every pair). Holm's correction is over the tests run.")
 flags.DEFINE_integer("bootstrap_samples", 1000, "Bootstrap resamples.")
 flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 flags.DEFINE_enum("split", "dev", ["dev", "train"],
@@ -69,9 +80,11 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     bam_flags.import_task_modules(FLAGS.task_modules)
     try:
+        pairs = None if FLAGS.comparisons is None else [
+            parse_pair(spec) for spec in FLAGS.comparisons]
         report = build_report(FLAGS.bam_dir, FLAGS.model_names,
                               FLAGS.bootstrap_samples, FLAGS.seed,
-                              FLAGS.split, FLAGS.glue_dir)
+                              FLAGS.split, FLAGS.glue_dir, pairs)
         paper = _paper_scores(FLAGS.paper_scores, report)
     except BamError as e:
         sys.exit(f"error: {e}")

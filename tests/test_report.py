@@ -91,6 +91,72 @@ def test_report_skips_comparisons_with_a_single_trial(tiny_glue, tmp_path):
     assert data["models"]["once"]["n_trials"] == 1
 
 
+def test_named_comparisons_test_only_those_pairs(tiny_glue, tmp_path):
+    """Holm's family is the named pairs' tests: b and c are separated
+    (Mann-Whitney p = 2 / C(10, 5) for rte and for the average), and with
+    two pairs named, four tests, b:c's Holm p is 4 times that, where
+    every pair's six tests (a:b separated too) make it 6 times."""
+    for name, low in (("a", 60), ("b", 50), ("c", 61)):
+        _fake_results(tmp_path, tiny_glue, name,
+                      {"rte": list(range(low, low + 10, 2))})
+    floor = 2 / 252
+    full = report.build_report(str(tmp_path), ["a", "b", "c"])
+    assert full["pairs"] == [["a", "b"], ["a", "c"], ["b", "c"]]
+    assert len(full["comparisons"]) == 6
+    named = report.build_report(str(tmp_path), ["a", "b", "c"],
+                                pairs=[("c", "a"), ("b", "c")])
+    assert named["pairs"] == [["c", "a"], ["b", "c"]]
+    rows = {(c["a"], c["b"], c["task"]): c for c in named["comparisons"]}
+    assert sorted(rows) == [("b", "c", "avg"), ("b", "c", "rte"),
+                            ("c", "a", "avg"), ("c", "a", "rte")]
+    assert rows["b", "c", "rte"]["p"] == pytest.approx(floor)
+    assert rows["b", "c", "rte"]["p_holm"] == pytest.approx(4 * floor)
+    assert rows["b", "c", "rte"]["stars"] == "*"
+    # c is a shifted by one: interleaved, p from scipy's exact test.
+    exact = stats.mannwhitneyu([61, 63, 65, 67, 69], [60, 62, 64, 66, 68],
+                               method="exact").pvalue
+    assert rows["c", "a", "rte"]["p"] == pytest.approx(exact)
+    in_full = {(c["a"], c["b"], c["task"]): c for c in full["comparisons"]}
+    assert in_full["b", "c", "rte"]["p_holm"] == pytest.approx(6 * floor)
+    text = report.format_markdown(named)
+    assert "Tests only between c and a; b and c." in text
+    assert "Tests only" not in report.format_markdown(full)
+    for pairs, message in (
+            ([("a", "zz")], r"comparison a:zz: no row 'zz' \(rows: a, b, c\)"),
+            ([("a", "a")], "a row against itself"),
+            ([("a", "b"), ("b", "a")], "comparison b:a is named twice"),
+            ([], "no comparisons named")):
+        with pytest.raises(report.ReportError, match=message):
+            report.build_report(str(tmp_path), ["a", "b", "c"], pairs=pairs)
+    assert report.parse_pair("Single->Multi:lambda-0") == (
+        "Single->Multi", "lambda-0")
+
+
+def test_report_script_refuses_a_bad_comparison_and_keeps_its_files(
+        tiny_glue, tmp_path):
+    _fake_results(tmp_path, tiny_glue, "a", {"rte": [60, 62, 64]})
+    _fake_results(tmp_path, tiny_glue, "b", {"rte": [50, 52, 54]})
+    md = tmp_path / "report.md"
+    argv = [sys.executable, os.path.join(REPO, "scripts", "report.py"),
+            f"--bam_dir={tmp_path}", "--model_names=a,b", f"--markdown={md}"]
+    ok = subprocess.run(argv + ["--comparisons=b:a"], capture_output=True,
+                        text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    written = md.read_text()
+    assert "Tests only" not in written  # b:a is every pair there is
+    assert "| b | a | rte | mann_whitney_u | 0.1000 |" in written
+    for flag, message in (("--comparisons=a-b",
+                           "comparison 'a-b': expected two row labels as A:B"),
+                          ("--comparisons=a:c",
+                           "comparison a:c: no row 'c' (rows: a, b)")):
+        result = subprocess.run(argv + [flag], capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 1
+        assert f"error: {message}" in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert md.read_text() == written
+
+
 def _fake_results(bam_dir, glue_dir, name, scores):
     """A model folder with results only: scores = {task: [per trial]}."""
     config = debug_config(bam_dir, glue_dir, name, list(scores))

@@ -256,11 +256,17 @@ def _average_bootstrap(parts, model_a, model_b, samples, seed):
 
 
 def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
-                 split="dev", glue_dir=None):
+                 split="dev", glue_dir=None, pairs=None):
     """The report as a dict (see scripts/report.py for its layout).
 
     `model_names` are model folders, or "LABEL=a+b+..." rows joining
     several folders (`parse_model_spec`).
+
+    `pairs` ([(label_a, label_b), ...]) tests only those pairs of rows,
+    in that order; None tests every pair. Holm's correction is over the
+    tests a report runs, so naming in advance the pairs a question is
+    about (the paper's Table 4: each ablation against the model it
+    ablates) keeps the family to them.
 
     The bootstrap tests each model over the trials that wrote dev
     predictions; the others are named under `no_dev_predictions`
@@ -296,6 +302,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
                 bam_dir, label, trials[label], folders[label], split,
                 glue_dir)
     model_names = list(trials)
+    pairs = _check_pairs(pairs, model_names)
     models = {}
     tasks = []
     for name in model_names:
@@ -336,7 +343,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
         return dev_predictions[name, column]
 
     comparisons = []
-    for a, b in itertools.combinations(model_names, 2):
+    for a, b in pairs:
         parts = {}  # task -> the bootstrap's inputs, for the average's
         for column in tasks + ["avg"]:
             if column not in models[a]["scores"] or \
@@ -366,7 +373,38 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
         comparison["p_holm"] = float(p_holm)
         comparison["stars"] = stars(p_holm)
     return {"split": split, "tasks": tasks, "models": models,
+            "pairs": [list(pair) for pair in pairs],
             "comparisons": comparisons}
+
+
+def parse_pair(spec):
+    """"A:B" -> ("A", "B"), as `--comparisons` names a pair of rows."""
+    a, sep, b = spec.partition(":")
+    if not sep or not a or not b or ":" in b:
+        raise ReportError(f"comparison {spec!r}: expected two row labels "
+                          "as A:B.")
+    return a, b
+
+
+def _check_pairs(pairs, labels):
+    if pairs is None:
+        return list(itertools.combinations(labels, 2))
+    if not pairs:
+        raise ReportError("no comparisons named: name pairs A:B, or none "
+                          "to test every pair.")
+    seen = set()
+    for a, b in pairs:
+        for label in (a, b):
+            if label not in labels:
+                raise ReportError(
+                    f"comparison {a}:{b}: no row {label!r} (rows: "
+                    f"{', '.join(labels)}).")
+        if a == b:
+            raise ReportError(f"comparison {a}:{b}: a row against itself.")
+        if frozenset((a, b)) in seen:
+            raise ReportError(f"comparison {a}:{b} is named twice.")
+        seen.add(frozenset((a, b)))
+    return [tuple(pair) for pair in pairs]
 
 
 def format_markdown(report):
@@ -410,6 +448,11 @@ def format_markdown(report):
     if any(key in m for m in report["models"].values()
            for key in ("left_out", "no_predictions", "no_dev_predictions")):
         lines.append("")
+    every_pair = {frozenset(p)
+                  for p in itertools.combinations(report["models"], 2)}
+    if {frozenset(p) for p in report.get("pairs", every_pair)} != every_pair:
+        lines += ["Tests only between " + "; ".join(
+            f"{a} and {b}" for a, b in report["pairs"]) + ".", ""]
     if report["comparisons"]:
         lines += ["| a | b | task | test | p | p (Holm) | |",
                   "|---|---|---|---|---|---|---|"]
