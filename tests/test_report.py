@@ -107,8 +107,9 @@ def test_named_comparisons_test_only_those_pairs(tiny_glue, tmp_path):
                                 pairs=[("c", "a"), ("b", "c")])
     assert named["pairs"] == [["c", "a"], ["b", "c"]]
     rows = {(c["a"], c["b"], c["task"]): c for c in named["comparisons"]}
-    assert sorted(rows) == [("b", "c", "avg"), ("b", "c", "rte"),
-                            ("c", "a", "avg"), ("c", "a", "rte")]
+    # In the order named, each pair the way round it was named.
+    assert list(rows) == [("c", "a", "rte"), ("c", "a", "avg"),
+                          ("b", "c", "rte"), ("b", "c", "avg")]
     assert rows["b", "c", "rte"]["p"] == pytest.approx(floor)
     assert rows["b", "c", "rte"]["p_holm"] == pytest.approx(4 * floor)
     assert rows["b", "c", "rte"]["stars"] == "*"
@@ -124,11 +125,15 @@ def test_named_comparisons_test_only_those_pairs(tiny_glue, tmp_path):
     for pairs, message in (
             ([("a", "zz")], r"comparison a:zz: no row 'zz' \(rows: a, b, c\)"),
             ([("a", "a")], "a row against itself"),
-            ([("a", "b"), ("b", "a")], "comparison b:a is named twice"),
+            ([("a", "b"), ("b", "a")], "comparison b:a repeats a:b"),
             ([], "no comparisons named")):
         with pytest.raises(report.ReportError, match=message):
             report.build_report(str(tmp_path), ["a", "b", "c"], pairs=pairs)
-    assert report.parse_pair("Single->Multi:lambda-0") == (
+    # Named pairs are checked before any folder is read.
+    with pytest.raises(report.ReportError, match="no row 'zz'"):
+        report.build_report(str(tmp_path), ["a", "nowhere"],
+                            pairs=[("a", "zz")])
+    assert report.parse_pair("Single->Multi : lambda-0") == (
         "Single->Multi", "lambda-0")
 
 
@@ -148,7 +153,8 @@ def test_report_script_refuses_a_bad_comparison_and_keeps_its_files(
     for flag, message in (("--comparisons=a-b",
                            "comparison 'a-b': expected two row labels as A:B"),
                           ("--comparisons=a:c",
-                           "comparison a:c: no row 'c' (rows: a, b)")):
+                           "comparison a:c: no row 'c' (rows: a, b)"),
+                          ("--comparisons=", "no comparisons named")):
         result = subprocess.run(argv + [flag], capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 1

@@ -263,7 +263,7 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
     several folders (`parse_model_spec`).
 
     `pairs` ([(label_a, label_b), ...]) tests only those pairs of rows,
-    in that order; None tests every pair. Holm's correction is over the
+    in that order, each as its columns a and b; None tests every pair. Holm's correction is over the
     tests a report runs, so naming in advance the pairs a question is
     about (the paper's Table 4: each ablation against the model it
     ablates) keeps the family to them.
@@ -286,11 +286,16 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
     read them (its config.json): for folders moved to another machine."""
     if split not in SPLITS:
         raise ReportError(f"split {split!r}: expected one of {SPLITS}.")
-    trials, folders, left_out, no_predictions = {}, {}, {}, {}
-    for spec in model_names:
-        label, members = parse_model_spec(spec)
-        if label in trials:
+    specs = [parse_model_spec(spec) for spec in model_names]
+    labels = [label for label, _ in specs]
+    for label in labels:
+        if labels.count(label) > 1:
             raise ReportError(f"{label!r} is named twice.")
+    # Before any folder is read: a misnamed pair should not wait for
+    # every training set to be scored.
+    pairs = _check_pairs(pairs, labels)
+    trials, folders, left_out, no_predictions = {}, {}, {}, {}
+    for label, members in specs:
         if len(members) == 1 and label == members[0]:
             trials[label] = _trials(bam_dir, label)
             folders[label] = {t: label for t in trials[label][0]["metrics"]}
@@ -302,7 +307,6 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
                 bam_dir, label, trials[label], folders[label], split,
                 glue_dir)
     model_names = list(trials)
-    pairs = _check_pairs(pairs, model_names)
     models = {}
     tasks = []
     for name in model_names:
@@ -378,11 +382,12 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
 
 
 def parse_pair(spec):
-    """"A:B" -> ("A", "B"), as `--comparisons` names a pair of rows."""
-    a, sep, b = spec.partition(":")
+    """"A:B" -> ("A", "B"), as `--comparisons` names a pair of rows (a
+    label holding ":" cannot be named this way)."""
+    a, sep, b = (part.strip() for part in spec.partition(":"))
     if not sep or not a or not b or ":" in b:
         raise ReportError(f"comparison {spec!r}: expected two row labels "
-                          "as A:B.")
+                          "as A:B (labels without ':').")
     return a, b
 
 
@@ -390,9 +395,9 @@ def _check_pairs(pairs, labels):
     if pairs is None:
         return list(itertools.combinations(labels, 2))
     if not pairs:
-        raise ReportError("no comparisons named: name pairs A:B, or none "
-                          "to test every pair.")
-    seen = set()
+        raise ReportError("no comparisons named: name pairs as A:B, or "
+                          "leave --comparisons out to test every pair.")
+    named = {}  # {the pair, either way round: how it was first named}
     for a, b in pairs:
         for label in (a, b):
             if label not in labels:
@@ -401,9 +406,10 @@ def _check_pairs(pairs, labels):
                     f"{', '.join(labels)}).")
         if a == b:
             raise ReportError(f"comparison {a}:{b}: a row against itself.")
-        if frozenset((a, b)) in seen:
-            raise ReportError(f"comparison {a}:{b} is named twice.")
-        seen.add(frozenset((a, b)))
+        key = frozenset((a, b))
+        if key in named:
+            raise ReportError(f"comparison {a}:{b} repeats {named[key]}.")
+        named[key] = f"{a}:{b}"
     return [tuple(pair) for pair in pairs]
 
 
@@ -450,7 +456,7 @@ def format_markdown(report):
         lines.append("")
     every_pair = {frozenset(p)
                   for p in itertools.combinations(report["models"], 2)}
-    if {frozenset(p) for p in report.get("pairs", every_pair)} != every_pair:
+    if {frozenset(p) for p in report["pairs"]} != every_pair:
         lines += ["Tests only between " + "; ".join(
             f"{a} and {b}" for a, b in report["pairs"]) + ".", ""]
     if report["comparisons"]:
@@ -460,7 +466,7 @@ def format_markdown(report):
             lines.append(f"| {c['a']} | {c['b']} | {c['task']} | {c['test']} "
                          f"| {c['p']:.4f} | {c['p_holm']:.4f} | "
                          f"{c['stars']} |")
-        lines += ["", "Two-sided tests; Holm-Bonferroni over all rows; "
-                  "* p < .05, ** p < .01, *** p < .001. Mann-Whitney U "
+        lines += ["", "Two-sided tests; Holm-Bonferroni over every test "
+                  "above; * p < .05, ** p < .01, *** p < .001. Mann-Whitney U "
                   "only between models with 2 trials or more."]
     return "\n".join(lines) + "\n"
