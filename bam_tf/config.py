@@ -56,7 +56,7 @@ PRESETS = {
 }
 
 DATA_SOURCES = ("tsv", "tfds")
-PADDINGS = ("buckets", "longest", "max_length")
+PADDINGS = ("packed", "buckets", "longest", "max_length")
 
 
 class ConfigError(BamError):
@@ -91,11 +91,11 @@ class RunConfig:
     debug_num_layers: int = 2
     debug_vocab_size: int = 1000
     max_seq_length: int = 128
-    # "buckets": batches of similar lengths, padded to a few bucket lengths
-    # (fastest on CPU/GPU); "longest": each batch padded to its longest
-    # example; "max_length": every batch padded to max_seq_length (static
-    # shapes, as TPUs need).
-    padding: str = "buckets"
+    # The batch layout (`bam_tf.data.batching`): "packed" (no padding; the
+    # mixed stream's own batches, as "longest" and "max_length"), "buckets"
+    # (batches regrouped by length), "longest" (each batch padded to its
+    # longest example), "max_length" (padded to max_seq_length).
+    padding: str = "packed"
     # None (float32), "mixed_float16" (with loss scaling) or "mixed_bfloat16".
     mixed_precision: Optional[str] = None
     train_batch_size: int = 128
@@ -325,8 +325,9 @@ class Runtime:
         save_checkpoints_steps: checkpoint every N steps; None: by time.
         save_checkpoints_secs: checkpoint every so many seconds.
         jit_compile: XLA for the whole training step (one program per
-            input shape: pair it with padding "buckets" or "max_length";
-            its own dropout masks; docs/benchmarks.md).
+            input shape: packed batches then take static shapes; pair it
+            with "packed", "buckets" or "max_length"; its own dropout
+            masks; docs/hardware.md).
         micro_batch_size: examples each replica runs through the network at
             once, gradients summed over its batch before the one update
             (`BamModel`); None, or a size at least the replica's batch: the
@@ -368,9 +369,10 @@ class Runtime:
               f"{self.strategy!r}.")
         check(self.strategy == "tpu" or not self.tpu,
               f"--tpu={self.tpu} is given without --strategy=tpu.")
-        check(self.strategy != "tpu" or config.padding == "max_length",
-              "--strategy=tpu needs static shapes: pass "
-              f"--padding=max_length (got --padding={config.padding}).")
+        static = ("packed", "max_length")
+        check(self.strategy != "tpu" or config.padding in static,
+              "--strategy=tpu needs static shapes: pass --padding=packed "
+              f"or max_length (got --padding={config.padding}).")
         check(self.steps_per_execution >= 1,
               "--steps_per_execution must be >= 1.")
         check(self.save_checkpoints_steps is None

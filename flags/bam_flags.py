@@ -40,9 +40,11 @@ _HELP = {
                         "(learned from the training data).",
     "max_seq_length": "Tokens per example after packing; longer pairs are "
                       "truncated longest-first, as BERT does.",
-    "padding": "buckets (similar lengths batched, padded to 16, 32, ...; "
-               "CPU/GPU), longest (each batch to its longest), max_length "
-               "(static shapes, TPU).",
+    "padding": "packed (each batch's examples laid end to end in rows, no "
+               "padding computed; static shapes on TPU and with "
+               "--jit_compile), longest (each batch to its longest), "
+               "max_length (every batch to --max_seq_length), buckets "
+               "(the stream regrouped by length: other batches).",
     "mixed_precision": "mixed_float16 (loss scaling) or mixed_bfloat16; "
                        "unset: float32.",
     "train_batch_size": "Training batch over all devices (paper: 32 single-"
@@ -166,7 +168,7 @@ def define_flags(flag_values=flags.FLAGS):
                        "Checkpoint every so many seconds of training.", **fv)
     flags.DEFINE_boolean("jit_compile", False,
                          "XLA-compile the training step (one program per "
-                         "shape: use with --padding=buckets or "
+                         "shape: use with --padding=packed, buckets or "
                          "max_length).", **fv)
     flags.DEFINE_integer("steps_per_execution", 1,
                          "Training steps per call into the device (the "

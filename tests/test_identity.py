@@ -122,10 +122,13 @@ def test_targets_fingerprint_sees_any_change():
 def test_runtime_is_checked_against_the_configuration(tmp_path):
     config = debug_config(tmp_path, str(tmp_path), "m", ["rte"])
     Runtime().validate(config)
-    with pytest.raises(ConfigError, match="--strategy=tpu needs static "
-                       "shapes: pass --padding=max_length"):
-        Runtime(strategy="tpu").validate(config)
-    Runtime(strategy="tpu").validate(config.replace(padding="max_length"))
+    for padding in ("buckets", "longest"):
+        with pytest.raises(ConfigError, match="--strategy=tpu needs static "
+                           "shapes: pass --padding=packed or max_length "
+                           f"\\(got --padding={padding}\\)"):
+            Runtime(strategy="tpu").validate(config.replace(padding=padding))
+    for padding in ("packed", "max_length"):
+        Runtime(strategy="tpu").validate(config.replace(padding=padding))
     with pytest.raises(ConfigError, match="--tpu=x is given without"):
         Runtime(tpu="x").validate(config)
     with pytest.raises(ConfigError, match="micro_batch_size=3 must be a "

@@ -16,9 +16,12 @@ Every element is a dict:
     is_real: float32, 0 for padding examples of fixed-size eval batches
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.data import packing as packing_lib
 from bam_tf.data.sampling import task_sampling_probabilities
 
 TOKEN_KEYS = ("token_ids", "segment_ids", "padding_mask")
@@ -117,7 +120,7 @@ def _reshuffled_passes(ds, n, seed):
 
 def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
                   teachers=None, sequence_length=None, shuffle=True,
-                  bucket_lengths=None):
+                  bucket_lengths=None, packing=None):
     """The multi-task training stream: endless, shuffled, mixed, batched.
 
     Args:
@@ -134,11 +137,15 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
             made of examples of similar length, padded to the smallest of
             these lengths that holds them. Bucketing regroups the mixed
             stream after sampling, so task probabilities do not change.
+        packing: a `PackedLayout`: each batch of the mixed stream (the
+            batches `sequence_length` gives) packed into rows
+            (`bam_tf.data.packing`).
 
     Returns:
         (dataset, probabilities): batches are always full
         (`drop_remainder`), so shapes other than the length are static.
     """
+    _check_layout(sequence_length, bucket_lengths, packing)
     teachers = teachers or {}
     slots = num_label_slots(tasks)
     datasets = []
@@ -158,9 +165,6 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
         mixed = tf.data.Dataset.sample_from_datasets(
             datasets, weights=probabilities.tolist(), seed=seed)
     if bucket_lengths:
-        if sequence_length is not None:
-            raise ValueError("Length bucketing and fixed-length padding "
-                             "exclude each other.")
         # tf.data buckets are [b_{i-1}, b_i); pad_to_bucket_boundary pads
         # to b_i - 1, hence the + 1.
         mixed = mixed.bucket_by_sequence_length(
@@ -172,26 +176,59 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
         mixed = mixed.padded_batch(
             batch_size, padded_shapes=_padded_shapes(
                 mixed.element_spec, sequence_length), drop_remainder=True)
+    if packing is not None:
+        mixed = mixed.map(functools.partial(_pack, layout=packing))
     return mixed.prefetch(tf.data.AUTOTUNE), probabilities
+
+
+def _pack(batch, layout):
+    return packing_lib.pack_batch(batch, layout.row_lengths, layout.groups,
+                                  layout.row_counts)
+
+
+def _check_layout(sequence_length, bucket_lengths, packing):
+    given = [name for name, value in (
+        ("sequence_length", sequence_length),
+        ("bucket_lengths", bucket_lengths), ("packing", packing))
+        if value is not None and value != []]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} exclude each other "
+                         "(one layout of a batch).")
 
 
 def eval_dataset(task, task_id, features, batch_size, label_slots,
                  sequence_length=None, static_batches=False,
-                 bucket_lengths=None):
+                 bucket_lengths=None, packing=None):
     """Every example of one split exactly once: in order, or with
-    `bucket_lengths` sorted by length (rows carry their example ids).
+    `bucket_lengths` or `packing` sorted by length (rows carry their
+    example ids).
 
     With `static_batches` the last batch is filled up with padding
     examples (`is_real` = 0) so that every batch has `batch_size` rows, and
     every sequence is padded to `sequence_length`: scoring drops the
     padding by `is_real`. With `bucket_lengths` (CPU/GPU) examples of
     similar length share a batch, padded to the smallest of these lengths
-    that holds its longest: little padding and a handful of shapes.
+    that holds its longest: little padding and a handful of shapes. With
+    `packing` (a `PackedLayout`) each batch is packed into rows; where it
+    has several groups (one per replica) or static shapes, the last batch
+    is filled up with empty padding examples, so that every batch splits
+    into equal groups.
     """
+    if static_batches and sequence_length is None:
+        raise ValueError("static_batches needs a sequence_length.")
+    _check_layout(sequence_length, bucket_lengths, packing)
+    if packing is not None:
+        ds = example_dataset(
+            task, task_id,
+            features.select(np.argsort(features.lengths, kind="stable")),
+            label_slots)
+        if packing.static or packing.groups > 1:
+            ds = _filled_up(ds, len(features), batch_size)
+        ds = ds.padded_batch(
+            batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
+        return ds.map(functools.partial(_pack, layout=packing)).prefetch(
+            tf.data.AUTOTUNE)
     if bucket_lengths:
-        if static_batches or sequence_length is not None:
-            raise ValueError("Length bucketing and fixed-length padding "
-                             "exclude each other.")
         ds = example_dataset(
             task, task_id,
             features.select(np.argsort(features.lengths, kind="stable")),
@@ -211,18 +248,22 @@ def eval_dataset(task, task_id, features, batch_size, label_slots,
         return ds.map(pad_to_bucket).prefetch(tf.data.AUTOTUNE)
     ds = example_dataset(task, task_id, features, label_slots)
     if static_batches:
-        if sequence_length is None:
-            raise ValueError("static_batches needs a sequence_length.")
-        pad = -len(features) % batch_size
-        if pad:
-            filler = {
-                key: (tf.zeros([pad, 1], spec.dtype)
-                      if key in ("token_ids", "segment_ids", "padding_mask")
-                      else tf.zeros([pad] + spec.shape.as_list(), spec.dtype))
-                for key, spec in ds.element_spec.items()}
-            ds = ds.concatenate(tf.data.Dataset.from_tensor_slices(filler))
+        ds = _filled_up(ds, len(features), batch_size)
     ds = ds.padded_batch(
         batch_size,
         padded_shapes=_padded_shapes(ds.element_spec, sequence_length),
         drop_remainder=static_batches)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _filled_up(ds, size, batch_size):
+    """`ds` (`size` examples) and padding examples (`is_real` 0, one
+    masked token) up to a multiple of `batch_size`."""
+    pad = -size % batch_size
+    if not pad:
+        return ds
+    filler = {
+        key: (tf.zeros([pad, 1], spec.dtype) if key in TOKEN_KEYS
+              else tf.zeros([pad] + spec.shape.as_list(), spec.dtype))
+        for key, spec in ds.element_spec.items()}
+    return ds.concatenate(tf.data.Dataset.from_tensor_slices(filler))

@@ -7,21 +7,23 @@ import numpy as np
 import tensorflow as tf
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.distribute import is_multi_worker
 from bam_tf.experiment import outputs as outputs_lib
 from bam_tf.tasks import scoring
 
 
-def predict_split(model, task, task_id, features, config, label_slots):
+def predict_split(model, task, task_id, features, batching, batch_size,
+                  label_slots):
     """(eids, outputs) of one split: logits, or regression predictions on
-    the label scale; padding examples dropped."""
-    static = config.padding == "max_length"
+    the label scale; padding examples dropped. `batching`: the run's
+    `Batching`; packed batches have one group per replica."""
+    groups = model.distribute_strategy.num_replicas_in_sync
+    if is_multi_worker(model.distribute_strategy):
+        groups = 1  # the chief predicts alone (`_predict`)
     dataset = pipeline.eval_dataset(
-        task, task_id, features, config.eval_batch_size, label_slots,
-        sequence_length=config.max_seq_length if static else None,
-        static_batches=static,
-        bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
-                        if config.padding == "buckets" else None))
+        task, task_id, features, batch_size, label_slots,
+        **batching.eval_args(features, batch_size, groups))
     result = _predict(model, dataset)
     real = result["is_real"] > 0
     outputs = np.asarray(result["outputs"][task.name])[real]
@@ -47,28 +49,31 @@ def _predict(model, dataset):
         lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
-def predict_splits(model, data, splits):
+def predict_splits(model, data, splits, batching=None):
     """{(task, split): (eids, outputs)} for the given (task_id, split)s of
-    `data` (a `RunData`)."""
+    `data` (a `RunData`), in `batching`'s layout (default: the
+    configuration's, with dynamic shapes)."""
+    batching = batching or Batching.of(data.config)
     slots = pipeline.num_label_slots(data.tasks)
     predictions = {}
     for task_id, split in splits:
         task = data.tasks[task_id]
         _, features = data.split(task_id, split)
         predictions[(task.name, split)] = predict_split(
-            model, task, task_id, features, data.config, slots)
+            model, task, task_id, features, batching,
+            data.config.eval_batch_size, slots)
     return predictions
 
 
-def evaluate(model, data, predictions=None):
+def evaluate(model, data, predictions=None, batching=None):
     """({task: metrics} over each task's dev split(s), the average).
 
     `predictions` (from `predict_splits`) saves predicting the dev splits
-    again when they are at hand.
+    again when they are at hand; else they are predicted in `batching`.
     """
     dev = data.dev_splits()
     if predictions is None:
-        predictions = predict_splits(model, data, dev)
+        predictions = predict_splits(model, data, dev, batching)
     scores = {}
     for task_id, split in dev:
         task = data.tasks[task_id]

@@ -34,6 +34,7 @@ import json
 import numpy as np
 
 from bam_tf import config as config_lib
+from bam_tf.data.batching import IDENTITY_PADDING
 from bam_tf.data.features import examples_fingerprint
 
 FORMAT = 1
@@ -143,6 +144,10 @@ def experiment_as_read_now(saved):
         if not values[switch]:
             for key in keys:
                 values[key] = defaults[key]
+    # Packed, longest and max_length are layouts of the same batches
+    # (`bam_tf.data.batching`): a folder's trials may use any of them.
+    values["padding"] = IDENTITY_PADDING.get(values["padding"],
+                                             values["padding"])
     for key in ("task_names", "teacher_trials"):
         if isinstance(values[key], (list, tuple)):
             values[key] = list(values[key])

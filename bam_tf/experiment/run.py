@@ -48,9 +48,9 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     runtime.validate(config)
     strategy = strategy or tf.distribute.get_strategy()
     if isinstance(strategy, tf.distribute.TPUStrategy) and (
-            config.padding != "max_length"):
-        raise RunError("TPUs need static shapes: pass "
-                       "--padding=max_length.")
+            config.padding not in ("packed", "max_length")):
+        raise RunError("TPUs need static shapes: pass --padding=packed or "
+                       "max_length.")
     _check_micro_batch_size(config, strategy, runtime)
     tasks = get_tasks(config.task_names)
     source = InitSource(config) if config.init_from_model else None

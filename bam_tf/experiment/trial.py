@@ -8,6 +8,7 @@ import tensorflow as tf
 from absl import logging
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.experiment.evaluation import evaluate
@@ -52,17 +53,20 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     if scratch is None:
         atomic_write_text(folder.vocab_path, "\n".join(
             encoder.tokenizer.get_vocabulary()) + "\n")
+    batching = Batching.of(config, runtime)
+    replicas = strategy.num_replicas_in_sync
+    micro = runtime.micro_batches(config, replicas)
+    # Packed batches: one group of rows per replica and micro-batch.
+    groups = replicas * (config.train_batch_size // replicas // micro
+                         if micro else 1)
     train_ds, probabilities = pipeline.train_dataset(
         data.tasks, data.train_features, config.train_batch_size, seed,
         config.task_weight_exponent, data.teachers,
-        sequence_length=(config.max_seq_length
-                         if config.padding == "max_length" else None),
-        bucket_lengths=(pipeline.bucket_boundaries(config.max_seq_length)
-                        if config.padding == "buckets" else None))
+        **batching.train_args(data.train_features, config.train_batch_size,
+                              config.task_weight_exponent, groups))
     epoch_steps = steps_per_epoch([len(f) for f in data.train_features],
                                   config.train_batch_size)
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
-    micro = runtime.micro_batches(config, strategy.num_replicas_in_sync)
     logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s%s",
                  trial, seed, total_steps, epoch_steps,
                  {t: round(float(p), 4)
@@ -78,7 +82,7 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
         os.path.join(scratch, "logs", f"trial_{trial}") if scratch
         else folder.logs_dir(trial),
         epoch_steps, total_steps, runtime, trial, config.task_names,
-        evaluate=(lambda: evaluate(model, data))
+        evaluate=(lambda: evaluate(model, data, batching=batching))
         if config.eval_each_epoch and scratch is None else None,
         before_save=check_claim,
         callbacks=[_StopIfClaimLost(claim)] if claim else [],
@@ -92,7 +96,8 @@ def run_trial(config, data, folder, trial, strategy, runtime, verbose,
     splits = data.output_splits(trial)
     dev = data.dev_splits()
     predictions = predict_splits(model, data,
-                                 dev + [s for s in splits if s not in dev])
+                                 dev + [s for s in splits if s not in dev],
+                                 batching)
     scores, avg = evaluate(model, data, predictions)
     check_claim()
     write_outputs(data, folder, trial, predictions, splits)

@@ -4,8 +4,10 @@ training step that mixes gold and teacher targets."""
 import keras
 import tensorflow as tf
 
+from bam_tf.data import packing
 from bam_tf.distribute import is_multi_worker
 from bam_tf.encoders.families import family_of
+from bam_tf.encoders.packed import packed_sentence_vectors
 from bam_tf.model import losses
 from bam_tf.model.schedule import TrainSchedule
 from bam_tf.tasks.task import HeadSpec
@@ -84,14 +86,11 @@ class BamModel(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
 
     def call(self, inputs, training=False):
-        features = {k: inputs[k] for k in self.family.backbone_inputs()}
-        encoded = self.backbone(features, training=training)
-        if self.family.sentence_vector == "pooled":
-            pooled = encoded["pooled_output"]
+        if packing.is_packed(inputs):
+            pooled = packed_sentence_vectors(
+                self.backbone, packing.merge_groups(inputs), training)
         else:
-            sequence = (encoded["sequence_output"]
-                        if isinstance(encoded, dict) else encoded)
-            pooled = sequence[:, 0, :]
+            pooled = self._sentence_vectors(inputs, training)
         outputs = {}
         for name, _, is_regression in self.task_specs:
             x = self.dropouts[name](pooled, training=training)
@@ -101,6 +100,17 @@ class BamModel(keras.Model):
             outputs[name] = (tf.sigmoid(tf.squeeze(x, -1)) if is_regression
                              else x)
         return outputs
+
+    def _sentence_vectors(self, inputs, training):
+        features = {k: inputs[k] for k in self.family.backbone_inputs()}
+        encoded = self.backbone(features, training=training)
+        if self.family.sentence_vector == "pooled":
+            pooled = encoded["pooled_output"]
+        else:
+            sequence = (encoded["sequence_output"]
+                        if isinstance(encoded, dict) else encoded)
+            pooled = sequence[:, 0, :]
+        return pooled
 
     @property
     def metrics(self):
@@ -135,6 +145,7 @@ class BamModel(keras.Model):
         return self._reducible(logs)
 
     def _gradients(self, batch, lam):
+        batch = _merged(batch)
         with tf.GradientTape() as tape:
             outputs = self(batch, training=True)
             per_example = self._batch_losses(batch, outputs, lam)
@@ -158,6 +169,14 @@ class BamModel(keras.Model):
         message = (f"micro_batch_size {micro_batch_size} must divide "
                    "the training batch of every replica (train_batch_size "
                    "/ number of replicas)")
+        if packing.is_packed(data):
+            # The pipeline packed one group per micro-batch
+            # (`bam_tf.data.packing`): the split is the group axis.
+            groups, size = data["task_id"].shape[:2]
+            if size != micro_batch_size:
+                raise ValueError(f"{message}; got packed groups of {size} "
+                                 "examples.")
+            return groups
         size = data["task_id"].shape[0]
         if size is not None:
             if size % micro_batch_size:
@@ -187,7 +206,8 @@ class BamModel(keras.Model):
             return tf.reshape(v, tf.concat(
                 [[num_micro, micro_batch_size], tf.shape(v)[1:]], 0))
 
-        parts = {k: split(v) for k, v in data.items()}
+        parts = data if packing.is_packed(data) else {
+            k: split(v) for k, v in data.items()}
         variables = self.trainable_variables
         unreached = set()  # variables with no gradient, known when traced
 
@@ -207,6 +227,7 @@ class BamModel(keras.Model):
         return [None if j in unreached else s for j, s in enumerate(sums)]
 
     def test_step(self, data):
+        data = _merged(data)
         outputs = self(data, training=False)
         self._batch_losses(data, outputs, tf.constant(1.0))
         return self._reducible({m.name: m.result() for m in self.metrics})
@@ -237,6 +258,7 @@ class BamModel(keras.Model):
                                       data_batch=data_batch)
 
     def predict_step(self, data):
+        data = _merged(data)
         outputs = self(data, training=False)
         return {"outputs": outputs, "eid": data["eid"],
                 "is_real": data["is_real"]}
@@ -256,6 +278,10 @@ class BamModel(keras.Model):
                   if k not in _SCHEDULE_KEYS}
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def _merged(batch):
+    return packing.merge_groups(batch) if packing.is_packed(batch) else batch
 
 
 # Model files saved before the schedule left the model's config carry these
