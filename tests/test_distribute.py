@@ -100,6 +100,32 @@ def test_mirrored_micro_batches_make_the_same_run(bam_dir, tiny_glue,
         "micro_batch_size"] is None
 
 
+def _dev_predictions(bam_dir, name):
+    path = os.path.join(bam_dir, "models", name, "outputs",
+                        "rte_dev_predictions_1.npz")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_mirrored_packed_micro_batches_make_the_same_run(bam_dir, tiny_glue,
+                                                         mirrored):
+    # Each replica's 8 examples packed as 2 micro-batches of 4, each in
+    # its own rows; dev predictions packed one group per replica.
+    config = _config(bam_dir, tiny_glue, "mirrored_packed").replace(
+        padding="packed")
+    run.train_and_evaluate(config, mirrored, verbose=0,
+                           runtime=Runtime(micro_batch_size=4))
+    _assert_same_run(bam_dir, "mirrored_packed")
+    packed = _dev_predictions(bam_dir, "mirrored_packed")
+    padded = _dev_predictions(bam_dir, "one_device")
+    assert sorted(packed) == sorted(padded)
+    for key in packed:
+        if key == "logits":
+            np.testing.assert_allclose(packed[key], padded[key], atol=1e-5)
+        else:
+            np.testing.assert_array_equal(packed[key], padded[key])
+
+
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
