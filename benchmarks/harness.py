@@ -16,7 +16,9 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.data import packing
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
 from bam_tf.encoders.encoder import load_encoder
@@ -69,27 +71,40 @@ def untraced_warmup(lengths, minimum, steps, limit=None):
     return limit
 
 
+def example_lengths(batch):
+    """The real token count of each example of a padded or packed batch
+    (packed: per group, counted from its packing ids)."""
+    if not packing.is_packed(batch):
+        return batch["padding_mask"].sum(1)
+    ids = batch["packing_ids"]
+    per_group = batch["cls_index"].shape[1]
+    return np.concatenate([
+        np.bincount(ids[g].ravel(), minlength=per_group + 1)[1:]
+        for g in range(ids.shape[0])])
+
+
 def padding_summary(batches):
-    """Padded tokens over real ones in `batches` (dicts with `token_ids`
-    and `padding_mask`), as padded and as they would be if each batch
-    were padded to its own longest example."""
-    real = sum(int(b["padding_mask"].sum()) for b in batches)
-    padded = sum(b["token_ids"].size for b in batches)
-    longest = sum(len(b["padding_mask"]) * int(b["padding_mask"].sum(1).max())
-                  for b in batches)
-    return {"padded_over_real": padded / real,
-            "longest_over_real": longest / real}
+    """Computed tokens over real ones in `batches` (padded or packed), as
+    laid out and as they would be if each batch were padded to its own
+    longest example; `token_efficiency` is real over computed."""
+    lengths = [example_lengths(b) for b in batches]
+    real = sum(int(n.sum()) for n in lengths)
+    computed = sum(b["token_ids"].size for b in batches)
+    longest = sum(len(n) * int(n.max()) for n in lengths)
+    return {"padded_over_real": computed / real,
+            "longest_over_real": longest / real,
+            "token_efficiency": real / computed}
 
 
 def load_inputs(pretrained_model, bam_dir, glue_dir, task_names,
-                num_examples, max_seq_length):
+                num_examples, max_seq_length, dtype=None):
     """(tasks, examples, encoder, features): the first `num_examples`
     training examples of each task (unordered pairs not doubled),
     featurized for the encoder."""
     tasks = get_tasks(task_names)
     examples = [load_split(t, "train", glue_dir, max_examples=num_examples,
                            double_unordered=False) for t in tasks]
-    encoder = load_encoder(pretrained_model, bam_dir)
+    encoder = load_encoder(pretrained_model, bam_dir, dtype=dtype)
     featurizer = Featurizer(encoder.tokenizer, max_seq_length)
     return tasks, examples, encoder, [featurizer.featurize(e)
                                       for e in examples]
@@ -100,8 +115,12 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       sequence_length=None, learning_rate=5e-5, seed=1,
                       exponent=0.75, predict=True, profile_dir=None,
                       micro_batch_size=None, jit_compile=False,
-                      change_model=None):
+                      change_model=None, batching=None, jit_update=None):
     """Training (and prediction) throughput of the BAM model.
+
+    `batching` (a `Batching`), where given, lays out the batches instead
+    of `bucket_lengths` and `sequence_length`. `jit_update`: the compiled
+    optimizer update (default: as a run of the layout compiles it).
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
@@ -110,25 +129,33 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     `change_model(model)`, called after `compile`, alters the model for a
     diagnostic (`DIAGNOSTIC_VARIANTS`).
     """
+    if batching is None:
+        layout = {"bucket_lengths": bucket_lengths,
+                  "sequence_length": sequence_length}
+        eval_layout = {**layout, "static_batches": sequence_length is not None}
+    else:
+        layout = batching.train_args(features, batch_size, exponent)
+        eval_layout = batching.eval_args(features[0], batch_size)
+    if jit_update is None:
+        jit_update = (bucket_lengths is not None or sequence_length is not None
+                      if batching is None else batching.padding != "longest")
     train, _ = pipeline.train_dataset(
-        tasks, features, batch_size, seed, exponent,
-        bucket_lengths=bucket_lengths, sequence_length=sequence_length)
-    # The stream is a function of the seed: its batch lengths and real
+        tasks, features, batch_size, seed, exponent, **layout)
+    # The stream is a function of the seed: its batch shapes and real
     # tokens are known before training.
     batches = list(train.take(4 * steps + warmup_steps).as_numpy_iterator())
     warmup_steps = untraced_warmup(
-        [b["token_ids"].shape[1] for b in batches], warmup_steps, steps,
+        [b["token_ids"].shape[1:] for b in batches], warmup_steps, steps,
         limit=3 * steps + warmup_steps)
     timed = batches[warmup_steps:warmup_steps + steps]
-    real_tokens = sum(int(b["padding_mask"].sum()) for b in timed)
-    lengths = np.concatenate([b["padding_mask"].sum(1) for b in timed])
+    lengths = np.concatenate([example_lengths(b) for b in timed])
+    real_tokens = int(lengths.sum())
     model = BamModel(backbone, [t.head_spec for t in tasks])
     model(batches[0])
     model.compile(
         optimizer=build_optimizer(
             model, backbone, learning_rate, warmup_steps + steps,
-            lr_decay=1.0, jit_update=(bucket_lengths is not None
-                                      or sequence_length is not None)),
+            lr_decay=1.0, jit_update=jit_update),
         schedule=TrainSchedule(total_steps=warmup_steps + steps,
                                global_batch_size=batch_size,
                                micro_batch_size=micro_batch_size),
@@ -150,10 +177,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
 
     slots = pipeline.num_label_slots(tasks)
     predict = pipeline.eval_dataset(
-        tasks[0], 0, features[0], batch_size, slots,
-        sequence_length=sequence_length,
-        static_batches=sequence_length is not None,
-        bucket_lengths=bucket_lengths)
+        tasks[0], 0, features[0], batch_size, slots, **eval_layout)
     model.predict(predict, verbose=0)  # traces every shape
     start = time.perf_counter()
     model.predict(predict, verbose=0)
@@ -163,6 +187,57 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
             "predict_tokens_per_s": float(features[0].lengths.sum())
             / predict_seconds,
             "peak_rss_mb": peak_rss_mb()}
+
+
+# Batch layouts (`layout_comparison`): `Batching` arguments, and XLA for
+# the whole step where a layout exists for it.
+LAYOUTS = {
+    "packed": {"padding": "packed"},
+    "buckets": {"padding": "buckets"},
+    "longest": {"padding": "longest"},
+    "max_length": {"padding": "max_length"},
+    # The static layouts, as on a TPU: the step compiled whole.
+    "packed_static+jit_compile": {"padding": "packed", "static": True,
+                                  "jit_compile": True},
+    "max_length+jit_compile": {"padding": "max_length",
+                               "jit_compile": True},
+    "packed_static": {"padding": "packed", "static": True},
+    "packed+bfloat16": {"padding": "packed", "policy": "mixed_bfloat16"},
+}
+
+
+def _layout_run(inputs, batch_size, steps, warmup_steps, layout):
+    settings = dict(LAYOUTS[layout])
+    jit_compile = settings.pop("jit_compile", False)
+    policy = settings.pop("policy", None)
+    if policy:  # the heads too
+        keras.config.set_dtype_policy(policy)
+    tasks, _, encoder, features = load_inputs(**inputs, dtype=policy)
+    result = bam_tf_throughput(
+        encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
+        batching=Batching(max_seq_length=inputs["max_seq_length"],
+                          **settings),
+        jit_compile=jit_compile)
+    return {"layout": layout, **result}
+
+
+def layout_comparison(inputs, batch_size, layouts, steps, warmup_steps=3):
+    """Training and prediction speed of each batch layout of `LAYOUTS`
+    on the same examples, each in a fresh process, in the order given;
+    ratios are against the first. Packed, longest and max_length train on
+    the same batches; buckets regroups the stream (other batches of the
+    same examples)."""
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for layout in layouts:
+        with context.Pool(1) as pool:
+            results.append(pool.apply(functools.partial(
+                _layout_run, inputs, batch_size, steps, warmup_steps,
+                layout)))
+    for result in results:
+        result["speed_vs_first"] = (result["train_examples_per_s"]
+                                    / results[0]["train_examples_per_s"])
+    return results
 
 
 def _micro_batch_run(inputs, batch_size, steps, warmup_steps, buckets,

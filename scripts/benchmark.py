@@ -29,6 +29,12 @@ peak memory, and the input pipeline's own rate. Other measurements:
     # interpreter that has torch and transformers).
     python scripts/benchmark.py --hf_python=/path/to/venv/bin/python ...
 
+    # Each batch layout (packed, buckets, max_length, the static packed
+    # layout compiled with XLA, ...) on the same examples, each in a fresh
+    # process: examples/s, real tokens/s, real over computed tokens.
+    python scripts/benchmark.py --measure=layouts \
+        --layouts=packed,buckets,max_length ...
+
     # Training speed and peak memory with the whole batch, then with each
     # micro-batch size (--micro_batch_size of the training scripts), each
     # in a fresh process; every batch padded to --max_seq_length, or with
@@ -72,7 +78,7 @@ flags.DEFINE_boolean("keras_hub", True, "Also run the keras-hub baseline.")
 flags.DEFINE_string("output_json", None, "Write the figures here.")
 flags.DEFINE_enum("measure", "throughput",
                   ["throughput", "multi_vs_single", "profile",
-                   "micro_batches", "variants"],
+                   "micro_batches", "variants", "layouts"],
                   "What to measure (see the module docstring).")
 flags.DEFINE_string("profile_dir", None, "Profile folder (--measure=profile).")
 flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
@@ -88,6 +94,11 @@ flags.DEFINE_list("variants", ["default", "jit_compile", "inter_op_1",
                   "the end shows the drift). The method's: "
                   f"{', '.join(benchmark.VARIANTS)}; diagnostics (not ways "
                   f"to train): {', '.join(benchmark.DIAGNOSTIC_VARIANTS)}.")
+flags.DEFINE_list("layouts", ["packed", "buckets", "max_length",
+                              "packed_static+jit_compile"],
+                  "--measure=layouts: batch layouts to compare, each in a "
+                  "fresh process, in order; known: "
+                  f"{', '.join(benchmark.LAYOUTS)}.")
 flags.DEFINE_boolean("jit_compile", False, "--measure=profile: profile the "
                      "step compiled whole with XLA.")
 flags.DEFINE_string("hf_python", None, "A Python interpreter with torch and "
@@ -133,9 +144,14 @@ def main(argv):
         sys.exit(f"error: --variants: unknown {unknown}; known: "
                  f"{sorted(benchmark.VARIANTS)} and the diagnostics "
                  f"{sorted(benchmark.DIAGNOSTIC_VARIANTS)}.")
-    if FLAGS.hf_python and FLAGS.measure not in ("throughput", "variants"):
-        sys.exit(f"error: --hf_python compares with --measure=throughput or "
-                 f"variants, not --measure={FLAGS.measure}.")
+    unknown = sorted(set(FLAGS.layouts) - set(benchmark.LAYOUTS))
+    if FLAGS.measure == "layouts" and unknown:
+        sys.exit(f"error: --layouts: unknown {unknown}; known: "
+                 f"{sorted(benchmark.LAYOUTS)}.")
+    if FLAGS.hf_python and FLAGS.measure not in ("throughput", "variants",
+                                                 "layouts"):
+        sys.exit(f"error: --hf_python compares with --measure=throughput, "
+                 f"variants or layouts, not --measure={FLAGS.measure}.")
     if FLAGS.hf_python and not (os.path.isfile(FLAGS.hf_python)
                                 and os.access(FLAGS.hf_python, os.X_OK)):
         sys.exit(f"error: --hf_python={FLAGS.hf_python}: not an executable "
@@ -183,6 +199,20 @@ def main(argv):
                   f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
                   f"({r['speed_vs_first']:.2f}x)", flush=True)
         _hf_pytorch(results, results["variants"][0], steps)
+        return _finish(results, {})
+    if FLAGS.measure == "layouts":
+        results["layouts"] = benchmark.layout_comparison(
+            inputs, FLAGS.batch_size, FLAGS.layouts, steps,
+            FLAGS.warmup_steps)
+        for r in results["layouts"]:
+            _add_limit(r, results["matmul_peak_gflops"])
+            print(f"{r['layout']}: {r['train_examples_per_s']:.1f} "
+                  f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
+                  f"({r['speed_vs_first']:.2f}x), token efficiency "
+                  f"{r['token_efficiency']:.2f}; prediction "
+                  f"{r['predict_examples_per_s']:.1f} examples/s",
+                  flush=True)
+        _hf_pytorch(results, results["layouts"][0], steps)
         return _finish(results, {})
     if FLAGS.measure == "micro_batches":
         results["micro_batches"] = benchmark.micro_batch_comparison(

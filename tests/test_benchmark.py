@@ -38,7 +38,17 @@ def test_padding_summary_by_hand():
                {"token_ids": np.zeros((2, 2)),
                 "padding_mask": np.ones((2, 2))}]
     assert benchmark.padding_summary(batches) == {
-        "padded_over_real": 12 / 8, "longest_over_real": 10 / 8}
+        "padded_over_real": 12 / 8, "longest_over_real": 10 / 8,
+        "token_efficiency": 8 / 12}
+    # The same four examples packed in one group: rows of 4 hold 3 + 1
+    # and 2 + 2 (8 slots, all real); longest 3 over 4 examples: 12.
+    packed = {"token_ids": np.zeros((1, 2, 4)),
+              "packing_ids": np.array([[[1, 1, 1, 2], [3, 3, 4, 4]]]),
+              "cls_index": np.zeros((1, 4))}
+    assert benchmark.example_lengths(packed).tolist() == [3, 1, 2, 2]
+    assert benchmark.padding_summary([packed]) == {
+        "padded_over_real": 1.0, "longest_over_real": 12 / 8,
+        "token_efficiency": 1.0}
 
 
 def _plane(lines):
@@ -249,6 +259,35 @@ def test_script_micro_batches(tiny_glue, tiny_tokenizer, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert bad.returncode != 0
     assert "micro-batch sizes [3] do not divide --batch_size=8" in bad.stderr
+
+
+def test_script_layouts_train_the_same_examples(tiny_glue, tiny_tokenizer,
+                                                tmp_path):
+    result, data = _tiny_benchmark(
+        tiny_glue, tiny_tokenizer, tmp_path, "--task_names=rte,sts",
+        "--measure=layouts",
+        "--layouts=packed,max_length,packed_static+jit_compile")
+    packed, padded, static = data["layouts"]
+    assert [r["layout"] for r in data["layouts"]] == [
+        "packed", "max_length", "packed_static+jit_compile"]
+    # The same batches of the mixed stream in each layout: the same real
+    # tokens; packed computes fewer than padded to max_seq_length.
+    assert packed["train_real_tokens"] == padded["train_real_tokens"] == (
+        static["train_real_tokens"])
+    assert packed["token_efficiency"] > padded["token_efficiency"]
+    assert padded["token_efficiency"] == pytest.approx(
+        padded["train_real_tokens"] / (2 * 8 * 32))
+    assert static["speed_vs_first"] == pytest.approx(
+        static["train_examples_per_s"] / packed["train_examples_per_s"])
+    assert "packed_static+jit_compile: " in result.stdout
+    assert packed["predict_examples_per_s"] > 0
+    bad = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
+         f"--pretrained_model={tmp_path / 'encoder'}",
+         f"--glue_dir={tiny_glue}", "--measure=layouts", "--layouts=dense"],
+        capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "--layouts: unknown ['dense']" in (
+        bad.stderr)
 
 
 def test_script_variants_run_the_same_batches(tiny_glue, tiny_tokenizer,
