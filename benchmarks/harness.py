@@ -120,7 +120,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
 
     `batching` (a `Batching`), where given, lays out the batches instead
     of `bucket_lengths` and `sequence_length`. `jit_update`: the compiled
-    optimizer update (default: as a run of the layout compiles it).
+    optimizer update (default: as a run compiles it: always with
+    `batching`).
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
@@ -138,7 +139,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
         eval_layout = batching.eval_args(features[0], batch_size)
     if jit_update is None:
         jit_update = (bucket_lengths is not None or sequence_length is not None
-                      if batching is None else batching.padding != "longest")
+                      if batching is None else True)
     train, _ = pipeline.train_dataset(
         tasks, features, batch_size, seed, exponent, **layout)
     # The stream is a function of the seed: its batch shapes and real
@@ -206,18 +207,24 @@ LAYOUTS = {
 }
 
 
-def _layout_run(inputs, batch_size, steps, warmup_steps, layout):
+def layout_settings(layout, max_seq_length):
+    """(batching, jit_compile, dtype policy or None) of a `LAYOUTS` name."""
     settings = dict(LAYOUTS[layout])
     jit_compile = settings.pop("jit_compile", False)
     policy = settings.pop("policy", None)
+    return Batching(max_seq_length=max_seq_length, **settings), (
+        jit_compile), policy
+
+
+def _layout_run(inputs, batch_size, steps, warmup_steps, layout):
+    batching, jit_compile, policy = layout_settings(
+        layout, inputs["max_seq_length"])
     if policy:  # the heads too
         keras.config.set_dtype_policy(policy)
     tasks, _, encoder, features = load_inputs(**inputs, dtype=policy)
     result = bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
-        batching=Batching(max_seq_length=inputs["max_seq_length"],
-                          **settings),
-        jit_compile=jit_compile)
+        batching=batching, jit_compile=jit_compile)
     return {"layout": layout, **result}
 
 
@@ -388,7 +395,7 @@ def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
 
 
 def multi_vs_single(load_backbone, tasks, features, batch_size,
-                    warmup_steps=3, bucket_lengths=None):
+                    warmup_steps=3, bucket_lengths=None, batching=None):
     """Training cost of one multi-task model over `tasks` against one
     single-task model per task, on the same examples: one pass over each
     task's examples (sampling proportional to size, exponent 1, so the
@@ -404,10 +411,10 @@ def multi_vs_single(load_backbone, tasks, features, batch_size,
     multi = bam_tf_throughput(
         load_backbone(), tasks, features, batch_size,
         max(1, total // batch_size), warmup_steps, bucket_lengths,
-        exponent=1.0, predict=False)
+        exponent=1.0, predict=False, batching=batching)
     singles = {t.name: bam_tf_throughput(
         load_backbone(), [t], [f], batch_size, max(1, len(f) // batch_size),
-        warmup_steps, bucket_lengths, predict=False)
+        warmup_steps, bucket_lengths, predict=False, batching=batching)
         for t, f in zip(tasks, features)}
     pooled = {key: sum(r[key] for r in singles.values())
               for key in ("train_seconds", "train_steps",

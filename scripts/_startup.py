@@ -83,10 +83,50 @@ def _is_main_program():
 _filter = _StartupFilter() if _is_main_program() else None
 
 
+def _raise_interrupted(signum, frame):
+    from bam_tf.errors import Interrupted
+    raise Interrupted(signum)
+
+
+def _guarded(main):
+    """`main` whose faults end the process with one line on stderr and a
+    status that says why: an operating-system fault (permission, a
+    read-only or full disk, a file where a folder belongs) exits 1 naming
+    the path; Ctrl-C exits 130 and SIGTERM 143 (128 + the signal, as a
+    shell reports a killed job), each saying how to resume. Written files
+    are kept: results and checkpoints are written atomically, so the last
+    ones stay whole."""
+    import signal
+
+    from bam_tf.errors import Interrupted
+    from bam_tf.errors import os_fault_message
+
+    def guarded(argv):
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            return main(argv)
+        except (KeyboardInterrupt, Interrupted) as e:
+            signum = (e.args[0] if isinstance(e, Interrupted)
+                      else signal.SIGINT)
+            name = signal.Signals(signum).name
+            sys.stderr.write(
+                f"interrupted ({name}): every finished trial and the last "
+                "checkpoint are kept; run the same command again to resume."
+                "\n")
+            sys.exit(128 + signum)
+        except Exception as e:  # noqa: BLE001 (only faults are caught)
+            message = os_fault_message(e)
+            if message is None:
+                raise
+            sys.exit(f"error: {message}")
+    return guarded
+
+
 def run(main, module_name):
     """`app.run(main)` for the script `module_name`, its flags listed by
     --help also when it runs as a console command (whose main module is
-    pip's wrapper, not the script)."""
+    pip's wrapper, not the script); faults and interruptions end it with
+    one line (`_guarded`)."""
     from absl import app
     from absl import flags
 
@@ -97,4 +137,4 @@ def run(main, module_name):
     for flag in flags.FLAGS.get_key_flags_for_module(
             sys.modules[module_name]):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    app.run(_guarded(main))

@@ -53,7 +53,7 @@ from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
-from bam_tf.data.pipeline import bucket_boundaries
+from bam_tf.data.batching import Batching
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
 from bam_tf_flags import bam_flags
@@ -85,7 +85,7 @@ flags.DEFINE_list("micro_batch_sizes", [], "Micro-batch sizes to compare "
                   "with the whole batch (--measure=micro_batches; default: "
                   "half and a quarter of --batch_size).")
 flags.DEFINE_boolean("micro_batch_buckets", False, "--measure=micro_batches "
-                     "with length buckets, as training pads by default "
+                     "with length buckets "
                      "(else every batch padded to --max_seq_length).")
 flags.DEFINE_list("variants", ["default", "jit_compile", "inter_op_1",
                                "jit_compile+inter_op_1", "default"],
@@ -101,6 +101,11 @@ flags.DEFINE_list("layouts", ["packed", "buckets", "max_length",
                   f"{', '.join(benchmark.LAYOUTS)}.")
 flags.DEFINE_boolean("jit_compile", False, "--measure=profile: profile the "
                      "step compiled whole with XLA.")
+flags.DEFINE_enum("padding", "packed", ["packed", "buckets", "longest",
+                                        "max_length"],
+                  "--measure=throughput, profile, multi_vs_single: the "
+                  "batch layout of bam-tf's steps (with --jit_compile, "
+                  "packed rows take static shapes, as training does).")
 flags.DEFINE_string("hf_python", None, "A Python interpreter with torch and "
                     "transformers: also measure Hugging Face + PyTorch on "
                     "the first task's examples, right after "
@@ -180,12 +185,14 @@ def main(argv):
     results["matmul_peak_gflops"] = compute.matmul_peak_gflops()
     print(f"matrix-product peak: {results['matmul_peak_gflops']:.0f} "
           "GFLOP/s (float32, 2048 x 2048 x 2048)", flush=True)
-    buckets = bucket_boundaries(FLAGS.max_seq_length)
+    batching = Batching(FLAGS.padding, FLAGS.max_seq_length,
+                        static=FLAGS.jit_compile and FLAGS.padding == "packed")
     if FLAGS.measure == "multi_vs_single":
         results["multi_vs_single"] = benchmark.multi_vs_single(
             lambda: load_encoder(FLAGS.pretrained_model,
-                                          FLAGS.bam_dir).backbone,
-            tasks, features, FLAGS.batch_size, FLAGS.warmup_steps, buckets)
+                                 FLAGS.bam_dir).backbone,
+            tasks, features, FLAGS.batch_size, FLAGS.warmup_steps,
+            batching=batching)
         return _finish(results, {
             k: v for k, v in results["multi_vs_single"].items()
             if k.startswith("multi_over")})
@@ -229,7 +236,7 @@ def main(argv):
             raise app.UsageError("--measure=profile needs --profile_dir.")
         results["bam_tf"] = benchmark.bam_tf_throughput(
             encoder.backbone, tasks, features, FLAGS.batch_size, steps,
-            FLAGS.warmup_steps, bucket_lengths=buckets, predict=False,
+            FLAGS.warmup_steps, batching=batching, predict=False,
             profile_dir=FLAGS.profile_dir, jit_compile=FLAGS.jit_compile)
         results["profile"] = profile.read_profile(
             FLAGS.profile_dir, compiled_step=FLAGS.jit_compile)
@@ -242,11 +249,12 @@ def main(argv):
             for row in p[group]:
                 print(f"  {row['percent']:5.1f}%  {row['name']}")
         return _finish(results, {})
-    # bam-tf as configured by default (length buckets), then each batch
-    # padded to its longest example, each on a freshly loaded encoder.
+    # bam-tf in --padding's layout (default: packed, as training), then
+    # each batch padded to its longest example, each on a freshly loaded
+    # encoder.
     results["bam_tf"] = benchmark.bam_tf_throughput(
         encoder.backbone, tasks, features, FLAGS.batch_size, steps,
-        FLAGS.warmup_steps, bucket_lengths=buckets)
+        FLAGS.warmup_steps, batching=batching)
     _add_limit(results["bam_tf"], results["matmul_peak_gflops"])
     print(benchmark.summary_line("bam_tf", results["bam_tf"]), flush=True)
     results["bam_tf_pad_to_longest"] = benchmark.bam_tf_throughput(

@@ -23,7 +23,10 @@ def main(bam_dir, glue_dir, index, ports):
     logging.set_verbosity(logging.INFO)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     from conftest import distribute_config
-    config = distribute_config(bam_dir, glue_dir, "multi_worker")
+    # Packed (one group of rows per worker) against the one-device run
+    # padded to max_length: the same batches in another layout.
+    config = distribute_config(bam_dir, glue_dir, "multi_worker").replace(
+        padding="packed")
     run.train_and_evaluate(config, strategy, verbose=0,
                            runtime=Runtime(save_checkpoints_steps=4))
 

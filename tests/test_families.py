@@ -170,7 +170,7 @@ def family_runs(preset_folders, tiny_glue, tmp_path_factory):
     for name, folder in preset_folders.items():
         bam = tmp_path_factory.mktemp(f"runs_{name}")
         settings = dict(debug=False, pretrained_model=folder,
-                        num_train_epochs=1, padding="max_length",
+                        num_train_epochs=1, padding="packed",
                         max_train_examples=32, n_writes_distill=0,
                         n_writes_test=0)
         run_name = "rte-sts"

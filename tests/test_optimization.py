@@ -144,3 +144,49 @@ def test_compiled_update_equals_the_plain_one(model_and_backbone):
         np.testing.assert_allclose(a, b, atol=1e-6)
     for v, value in zip(variables, start):
         v.assign(value)
+
+
+def test_compiled_update_compiles_once_for_any_token_count(
+        model_and_backbone):
+    """An embedding's gradient has a row per token of the batch; batches
+    of other token counts (packed rows, each batch padded to its longest)
+    reuse the compiled update of their power of two (7 and 12 rows: 64;
+    30: 64), and it equals the plain update on the same sparse gradients
+    (repeated rows as Keras takes them)."""
+    model, backbone = model_and_backbone
+    variables = model.trainable_variables
+    start = [v.numpy() for v in variables]
+    table = [i for i, v in enumerate(variables)
+             if v.path == "token_embedding/embeddings"]
+    assert table
+    rng = np.random.default_rng(1)
+
+    def grads(tokens):
+        out = [tf.constant(rng.normal(size=v.shape).astype("float32"))
+               for v in variables]
+        rows = variables[table[0]].shape[0]
+        out[table[0]] = tf.IndexedSlices(
+            tf.constant(rng.normal(size=(tokens, variables[table[0]].shape[1]))
+                        .astype("float32")),
+            tf.constant(rng.integers(0, rows, tokens), tf.int64),
+            tf.constant(variables[table[0]].shape, tf.int64))
+        return out
+    batches = [grads(n) for n in (7, 12, 12, 30, 100)]  # repeated rows
+    finals = []
+    for jit in (False, True):
+        for v, value in zip(variables, start):
+            v.assign(value)
+        optimizer = build_optimizer(model, backbone, learning_rate=1e-2,
+                                    total_steps=10, lr_decay=0.8)
+        optimizer.jit_update = jit
+        optimizer.build(variables)
+        for g in batches:
+            optimizer.apply(g, variables)
+        if jit:  # one trace; its XLA programs: 64 rows, then 128
+            assert optimizer._jit_apply[1].experimental_get_tracing_count() \
+                <= 2
+        finals.append([v.numpy() for v in variables])
+    for a, b in zip(*finals):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for v, value in zip(variables, start):
+        v.assign(value)

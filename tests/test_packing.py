@@ -13,6 +13,7 @@ from bam_tf.data import packing
 from bam_tf.data import pipeline
 from bam_tf.data.batching import Batching
 from bam_tf.encoders.families import FAMILIES
+from bam_tf.encoders.packed import attention_mask
 from bam_tf.experiment.evaluation import predict_split
 from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import build_optimizer
@@ -64,7 +65,7 @@ def test_layout_by_hand():
     assert packed["cls_index"].numpy().tolist() == [[12, 0, 6, 8]]
     # Per-example keys keep the batch's order.
     assert packed["eid"].numpy().tolist() == [[0, 1, 2, 3]]
-    mask = packing.attention_mask(packed["packing_ids"][0]).numpy()
+    mask = attention_mask(packed["packing_ids"][0]).numpy()
     assert mask[0, 6].tolist() == [False] * 6 + [True] * 2
     assert not mask[1, :, 7].any()
 

@@ -5,7 +5,8 @@ A packed batch holds exactly the examples of the padded batch it is made
 from (the same sampling, targets and labels); only where their tokens sit
 changes. Each example keeps its own positions (0, 1, ... from its first
 token) and an id shared by its tokens (`packing_ids`, 0 on empty slots);
-the encoder lets a token attend only to tokens of the same id (Krell et
+the encoder (`bam_tf.encoders.packed`) lets a token attend only to tokens
+of the same id (Krell et
 al. 2021, "Efficient Sequence Packing without Cross-contamination"), so
 each example's vectors are those it would have alone in a padded row.
 Examples are placed by first-fit decreasing: never split, never truncated.
@@ -276,13 +277,6 @@ def merge_groups(batch):
                 rest.is_fully_defined()) else tf.reshape(
                     value, tf.concat([[-1], tf.shape(value)[2:]], 0))
     return merged
-
-
-def attention_mask(packing_ids):
-    """[N, L, L] bool: a token sees the tokens of its own example."""
-    ids = tf.convert_to_tensor(packing_ids)
-    return tf.logical_and(ids[:, :, None] == ids[:, None, :],
-                          (ids > 0)[:, None, :])
 
 
 def token_efficiency(batch):

@@ -1,4 +1,5 @@
-"""A keras-hub backbone run on packed rows (`bam_tf.data.packing`).
+"""A keras-hub backbone run on packed rows (the layout of
+`bam_tf.data.packing`).
 
 keras-hub's backbones take `token_ids`, `segment_ids` and `padding_mask`
 and number positions 0..T-1 along the row. A packed row holds several
@@ -17,7 +18,6 @@ tokens are those of the example alone.
 
 import tensorflow as tf
 
-from bam_tf.data.packing import attention_mask
 from bam_tf.encoders.families import family_of
 
 
@@ -39,6 +39,14 @@ def packed_sentence_vectors(backbone, inputs, training=False):
     if family.sentence_vector == "pooled":
         return backbone.pooled_dense(first)
     return first
+
+
+def attention_mask(packing_ids):
+    """[N, L, L] bool: a token sees the tokens of its own example (ids
+    `packing_ids`, 0 on empty slots, which nothing sees)."""
+    ids = tf.convert_to_tensor(packing_ids)
+    return tf.logical_and(ids[:, :, None] == ids[:, None, :],
+                          (ids > 0)[:, None, :])
 
 
 def _masks(inputs):

@@ -125,8 +125,7 @@ def _compiled_model(config, data, encoder, runtime, total_steps, batch,
         optimizer=build_optimizer(
             model, encoder.backbone, config.learning_rate, total_steps,
             config.warmup_proportion, config.weight_decay_rate,
-            config.lr_decay, config.clip_norm,
-            jit_update=config.padding != "longest"),
+            config.lr_decay, config.clip_norm),
         schedule=TrainSchedule(
             total_steps=total_steps, distill=config.distill,
             teacher_annealing=config.teacher_annealing,

@@ -24,6 +24,11 @@ class BamModel(keras.Model):
     pretrained pooler (BERT, ALBERT), the first token's hidden state for
     the others (`bam_tf.encoders.families`).
 
+    It takes padded batches (`token_ids`, `segment_ids`, `padding_mask`
+    of [batch, length]) or packed ones (`bam_tf.data.packing`: several
+    examples a row, each seeing only itself), and computes the same
+    outputs from either (`bam_tf.encoders.packed`).
+
     Its config is its architecture (backbone, tasks, dropout); how the
     train step mixes and sums losses is the `TrainSchedule` given to
     `compile`, so a saved model holds no training policy.

@@ -58,6 +58,23 @@ def layerwise_multipliers(model, backbone, lr_decay):
             for v in model.trainable_variables}
 
 
+def _rows_to_power_of_two(gradient, smallest=64):
+    """IndexedSlices with zero rows (at index 0) added up to a power of two
+    of at least `smallest` rows."""
+    rows = tf.shape(gradient.indices)[0]
+    size = tf.maximum(smallest, tf.cast(2 ** tf.math.ceil(tf.math.log(
+        tf.cast(tf.maximum(rows, 1), tf.float32)) / tf.math.log(2.0)),
+        tf.int32))
+    # log2 rounds: a power of two may come out one short of `rows`.
+    size = tf.where(size < rows, 2 * size, size)
+    pad = size - rows
+    values = tf.pad(gradient.values, tf.concat(
+        [[[0, pad]], tf.zeros([tf.rank(gradient.values) - 1, 2], tf.int32)],
+        0))
+    indices = tf.pad(gradient.indices, [[0, pad]])
+    return tf.IndexedSlices(values, indices, gradient.dense_shape)
+
+
 @keras.saving.register_keras_serializable(package="bam_tf")
 class LayerwiseAdamW(keras.optimizers.Adam):
     """Adam with decoupled weight decay and a learning-rate multiplier per
@@ -75,7 +92,8 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         jit_update: compile the whole update (clipping, decay, Adam) with
             XLA when no distribution strategy is in force: one fused
             program instead of a few ops per variable (docs/benchmarks.md,
-            "The optimizer update under XLA").
+            "The optimizer update under XLA"), compiled for a few
+            embedding-gradient sizes whatever the batches' shapes.
             Under a strategy the update needs cross-replica calls XLA
             cannot hold, so it runs as usual.
         **kwargs: `keras.optimizers.Adam` arguments (learning_rate,
@@ -109,7 +127,15 @@ class LayerwiseAdamW(keras.optimizers.Adam):
             parent = super().apply
             self._jit_apply = (key, tf.function(
                 lambda g: parent(g, variables), jit_compile=True))
-        self._jit_apply[1](list(grads))
+        # An embedding's gradient is IndexedSlices with a row per token of
+        # the batch, and XLA compiles the update for each row count it
+        # sees (2.5 s each on MiniLM; packed batches bring many counts).
+        # Zero rows added up to the next power of two leave every sum
+        # Keras takes of them (Adam's moments, the global norm) as it was,
+        # and leave a few counts to compile.
+        self._jit_apply[1]([_rows_to_power_of_two(g)
+                            if isinstance(g, tf.IndexedSlices) else g
+                            for g in grads])
 
     def build(self, var_list):
         super().build(var_list)
@@ -144,11 +170,8 @@ def build_optimizer(model, backbone, learning_rate, total_steps,
     """BAM's optimizer: AdamW (beta1 0.9, beta2 0.999, eps 1e-6), warm-up
     then linear decay, global-norm clipping, layer-wise rates.
 
-    `jit_update`: see `LayerwiseAdamW`. Turn it off where the training step
-    is retraced for many input shapes (padding to each batch's longest):
-    every retrace compiles the update anew (SST-2 training padded to each
-    batch's longest ran 15.2 examples/s with it here, 25.4 in an earlier
-    run without it)."""
+    `jit_update`: see `LayerwiseAdamW` (compiled for a few embedding-
+    gradient sizes, whatever the batches' shapes)."""
     schedule = WarmupLinearDecay(
         learning_rate, total_steps, int(round(warmup_proportion * total_steps)))
     return LayerwiseAdamW(

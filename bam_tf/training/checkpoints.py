@@ -1,8 +1,13 @@
 """Reading and writing a trial's checkpoints and weights, so that a
 damaged file costs at most the steps since the one before it."""
 
+import contextlib
+import errno
 import glob
 import os
+import shutil
+
+import numpy as np
 
 import tensorflow as tf
 from absl import logging
@@ -84,7 +89,28 @@ def load_weights(model, path):
 
 def save_weights(model, path):
     """`model.save_weights(path)`, atomically: a reader never sees half a
-    file, and a kill leaves the old one."""
+    file, and a kill leaves the old one. Refused before writing where the
+    disk cannot hold the file (h5py ends the process with a segmentation
+    fault when a write fails for lack of space), and the temporary file is
+    removed on any failure."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    needed = int(_WEIGHTS_MARGIN * sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+        for v in model.weights))
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"needs about {needed >> 20} MiB, "
+                      f"{free >> 20} MiB free", path)
     tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# HDF5's own bookkeeping on top of the raw tensor bytes, with room to spare.
+_WEIGHTS_MARGIN = 1.2

@@ -1,8 +1,10 @@
 """One trial's training: fit to the last step, checkpointing as it goes,
 and resume where a killed run stopped as if it had never stopped."""
 
+import glob
 import math
 import os
+import shutil
 
 import tensorflow as tf
 from absl import logging
@@ -76,7 +78,15 @@ class TrialTrainer:
     def save(self, step):
         self.before_save()
         self.losses.save(step)
-        self.manager.save(checkpoint_number=step)
+        try:
+            self.manager.save(checkpoint_number=step)
+        except BaseException:
+            # A save cut short (a full disk, a signal) leaves TensorFlow's
+            # staging folder; the checkpoints before it stay whole.
+            for staging in glob.glob(os.path.join(
+                    self.manager.directory, f"ckpt-{step}_temp*")):
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
         self.losses.prune(int(path.rsplit("-", 1)[1])
                           for path in self.manager.checkpoints)
 

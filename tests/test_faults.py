@@ -1,0 +1,163 @@
+"""Faults end a command with one named line, and lose nothing written
+before: Ctrl-C and SIGTERM, a read-only file system, a full disk. Real
+`run_classifier.py` processes on tiny debug runs; the file systems are
+small tmpfs mounts (skipped where this machine does not allow mounting)."""
+
+import errno
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from bam_tf.errors import os_fault_message
+
+from conftest import REPO
+
+FAST = ["--flagfile=" + os.path.join(REPO, "flags", "debug.cfg"),
+        "--max_seq_length=32", "--debug_hidden_size=32",
+        "--debug_vocab_size=200", "--num_train_epochs=2",
+        "--noeval_each_epoch", "--task_names=rte", "--n_writes_test=1",
+        "--n_writes_distill=1"]
+
+
+def _args(bam, glue, *extra):
+    return [sys.executable, os.path.join(REPO, "scripts", "run_classifier.py"),
+            "--model_name=m", f"--bam_dir={bam}", f"--glue_dir={glue}",
+            *FAST, *extra]
+
+
+def _run(bam, glue, *extra):
+    return subprocess.run(_args(bam, glue, *extra), capture_output=True,
+                          text=True, timeout=600)
+
+
+def _files(root):
+    """{relative path: bytes} of every file under `root`."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def test_fault_messages_by_hand():
+    assert os_fault_message(OSError(errno.EROFS, "Read-only file system",
+                                    "/data/models/m")) == (
+        "/data/models/m: read-only file system; pass a folder on a "
+        "writable file system.")
+    assert os_fault_message(OSError(errno.ENOTDIR, "Not a directory",
+                                    "/x/bam")).startswith(
+        "/x/bam: a file stands where a folder is expected")
+    full = tf.errors.ResourceExhaustedError(
+        None, None, "/b/ckpt-4_temp/part-0; No space left on device "
+        "[Op:SaveV2]")
+    assert os_fault_message(full) == (
+        "/b/ckpt-4_temp/part-0; No space left on device [Op:SaveV2]: no "
+        "space left on the device; free some space and run the same "
+        "command again: it resumes from the last checkpoint.")
+    assert os_fault_message(ValueError("bad")) is None
+    assert os_fault_message(OSError(errno.ENOENT, "missing", "f")) is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_says_how_to_resume(tmp_path, tiny_glue, signum):
+    bam = tmp_path / "bam"
+    proc = subprocess.Popen(
+        _args(bam, tiny_glue, "--save_checkpoints_steps=1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A child of pytest may inherit an ignored SIGINT (TRAPS.md 10).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    checkpoints = bam / "models" / "m" / "checkpoints" / "trial_1"
+    deadline = time.monotonic() + 300
+    while not glob.glob(str(checkpoints / "ckpt-*.index")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr
+    name = signal.Signals(signum).name
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted ({name}): every finished trial and the last "
+        "checkpoint are kept; run the same command again to resume.")
+    # The checkpoint it had is whole: the same command resumes from it.
+    assert glob.glob(str(checkpoints / "ckpt-*.index"))
+    assert not glob.glob(str(checkpoints / "*_temp*"))
+    if signum == signal.SIGTERM:
+        done = _run(bam, tiny_glue, "--save_checkpoints_steps=1")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "resumed at step" in done.stderr
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(size) -> a fresh tmpfs folder of that size; unmounted after."""
+    mounted = []
+
+    def make(size):
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}",
+                               "tmpfs", str(where)], capture_output=True)
+        if done.returncode:
+            pytest.skip("this machine does not allow mounting a tmpfs")
+        mounted.append(where)
+        return where
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_read_only_file_system_is_named(mount, tiny_glue):
+    where = mount("4m")
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+    done = _run(where / "bam", tiny_glue)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {where}/bam") and last.endswith(
+        ": read-only file system; pass a folder on a writable file system.")
+
+
+def test_a_full_disk_is_named_keeps_what_was_written_and_resumes(
+        mount, tiny_glue):
+    where = mount("64m")
+    bam = where / "bam"
+    first = _run(bam, tiny_glue)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _files(bam / "models" / "m")
+    # Fill the disk, then ask for a second trial.
+    filler = where / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    full = _run(bam, tiny_glue, "--num_trials=2")
+    assert full.returncode == 1, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr
+    assert "no space left on the device; free some space and run the same " \
+           "command again" in full.stderr.strip().splitlines()[-1]
+    after = _files(bam / "models" / "m")
+    # Trial 1's files are byte for byte as they were; nothing half-written
+    # is left where a later run could take it for a real file.
+    for path in before:
+        if path not in ("runs.json", "config.json"):
+            assert after[path] == before[path], path
+    assert not [p for p in after if "tmp" in os.path.basename(p)
+                or "_temp" in p]
+    os.remove(filler)
+    again = _run(bam, tiny_glue, "--num_trials=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert os.path.exists(bam / "models" / "m" / "checkpoints" /
+                          "trial_2.weights.h5")
