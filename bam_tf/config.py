@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 from typing import Optional
 
 from bam_tf.errors import BamError
@@ -156,6 +157,9 @@ class RunConfig:
             values, "task_loss_weights", float, "numbers")
         values["teacher_trials"] = _sequence(
             values, "teacher_trials", _trial_number, "trial numbers", (1,))
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                values[field.name] = _typed(field, values[field.name])
         config = cls(**values)
         config.validate()
         return config
@@ -408,6 +412,41 @@ class Runtime:
         if self.trials is None:
             return list(range(1, num_trials + 1))
         return sorted(set(self.trials))
+
+
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false",
+          str: "text"}
+
+
+def _typed(field, value):
+    """`value` checked against the field's declared type (an int is a
+    number, a whole float such as 3.0 a whole number; a bool is neither),
+    so that a hand-edited config.json is refused naming the key, as a
+    wrong flag is."""
+    kind = field.type
+    optional = False
+    if getattr(kind, "__origin__", None) is typing.Union:
+        kinds = [k for k in kind.__args__ if k is not type(None)]
+        optional, kind = True, kinds[0]
+    if kind not in _KINDS or (value is None and optional):
+        return value
+    ok = (isinstance(value, bool) if kind is bool
+          else isinstance(value, str) if kind is str
+          else not isinstance(value, bool) and (
+              isinstance(value, (int, float)) if kind is float
+              else isinstance(value, int) or (
+                  isinstance(value, float) and value.is_integer())))
+    if not ok:
+        raise ConfigError(
+            f"{field.name} must be {_KINDS[kind]}"
+            f"{' or null' if optional else ''}, got {value!r}.")
+    if kind is int:
+        return int(value)
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{field.name} must be finite, got {value}.")
+    return value
 
 
 def _name(value):

@@ -83,6 +83,24 @@ def _is_main_program():
 _filter = _StartupFilter() if _is_main_program() else None
 
 
+def import_tensorflow(*also):
+    """TensorFlow (and the modules named in `also`), imported with its
+    start-up lines filtered as at a script's start: for a script that
+    loads it only once its flags and inputs are checked."""
+    import importlib
+
+    held = _StartupFilter() if _filter is not None else None
+    try:
+        tf = importlib.import_module("tensorflow")
+        for name in also:
+            importlib.import_module(name)
+        tf.config.list_physical_devices()  # finding the devices prints too
+    finally:
+        if held is not None:
+            held.release()
+    return tf
+
+
 def _raise_interrupted(signum, frame):
     from bam_tf.errors import Interrupted
     raise Interrupted(signum)

@@ -123,8 +123,8 @@ def main(argv):
         "jsonl" if (FLAGS.input_file or "").endswith((".jsonl", ".json"))
         else "tsv")
 
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+    # tensorflow_text registers the tokenizer's ops.
+    tf = _startup.import_tensorflow("tensorflow_text")
     from tqdm import tqdm
 
     model = tf.saved_model.load(os.path.join(FLAGS.export_dir,

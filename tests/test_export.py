@@ -11,6 +11,7 @@ import pytest
 from bam_tf.data.loading import load_split
 from bam_tf.experiment.outputs import read_predictions
 from bam_tf.experiment.run import train_and_evaluate
+from bam_tf.serving.task_table import ExportError
 from bam_tf.tasks import get_task
 
 from conftest import REPO
@@ -181,3 +182,60 @@ def test_keras_model_file_round_trip(exported, tiny_glue):
                  "segment_ids": tf.zeros([1, 3], tf.int32),
                  "padding_mask": tf.ones([1, 3], tf.int32)})
     assert out["rte"].shape == (1, 2) and out["sts"].shape == (1,)
+
+
+def _files(root):
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                out[os.path.relpath(os.path.join(folder, name), root)] = (
+                    f.read())
+    return out
+
+
+@pytest.mark.parametrize("form", ["saved_model", "keras_hub",
+                                  "transformers"])
+def test_an_export_never_writes_into_a_folder_it_does_not_own(
+        exported, tmp_path, form):
+    from bam_tf.serving.export import check_export_dir
+    model_dir, export_dir = exported
+    bam = os.path.dirname(os.path.dirname(model_dir))
+    before = _files(model_dir)
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "todo.txt").write_text("mine\n")
+    refused = {
+        model_dir: "the model folder it exports",
+        os.path.join(model_dir, "outputs"): "the model folder it exports",
+        bam: f"the BAM_DIR {os.path.realpath(bam)}",
+        os.path.join(bam, "models", "other"): "a folder bam-tf keeps",
+        os.path.join(bam, "cache", "x"): "a folder bam-tf keeps",
+        str(stranger): "a non-empty folder that holds no earlier export",
+    }
+    for target, why in refused.items():
+        with pytest.raises(ExportError, match="an export writes only into "
+                           "a new or empty folder") as error:
+            check_export_dir(model_dir, target, form)
+        assert why in str(error.value), (target, str(error.value))
+    # A model folder elsewhere (a copy of one, another BAM_DIR's).
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    (elsewhere / "results.json").write_text("{}\n")
+    with pytest.raises(ExportError, match="is a model folder"):
+        check_export_dir(model_dir, str(elsewhere), form)
+    check_export_dir(model_dir, str(tmp_path / "new"), form)  # new: fine
+    if form == "saved_model":  # over an earlier export of the same format
+        check_export_dir(model_dir, export_dir, form)
+    # The script refuses before writing anything, one line, exit 1.
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "export.py"),
+         f"--bam_dir={bam}", "--model_name=served",
+         f"--export_dir={model_dir}", f"--format={form}",
+         *(["--task=rte"] if form == "transformers" else [])],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: --export_dir={model_dir} is the model folder it exports")
+    assert _files(model_dir) == before
+    assert _files(stranger) == {"todo.txt": b"mine\n"}

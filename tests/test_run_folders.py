@@ -309,7 +309,7 @@ def test_tpu_constraints_are_checked_before_connecting(tmp_path, tiny_glue):
     result = _run(tmp_path, tiny_glue, "--strategy=tpu", "--tpu=nowhere",
                   "--padding=buckets")
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--strategy=tpu needs static shapes: pass --padding=max_length" \
-        in result.stderr
+    assert "--strategy=tpu needs static shapes: pass --padding=packed or " \
+        "max_length (got --padding=buckets)" in result.stderr
     assert "TPUClusterResolver" not in result.stderr
     assert not os.path.exists(_folder(tmp_path))

@@ -117,8 +117,9 @@ class ModelDir:
         """config.json as saved (a dict), or None when there is none;
         errors name the file."""
         return _read_object(self.config_path, "configuration",
-                            "restore it from a copy, or start the folder "
-                            "afresh with --overwrite")
+                            "restore it from a copy, or train the folder "
+                            "afresh (the training command with "
+                            "--overwrite)")
 
     def read_config(self):
         """The saved configuration as a RunConfig, its paths resolved

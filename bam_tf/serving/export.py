@@ -9,6 +9,7 @@ TensorFlow and tensorflow-text (which registers the tokenizer's ops) runs it,
 without bam-tf or keras-hub.
 """
 
+import json
 import os
 
 import keras
@@ -122,6 +123,57 @@ class _Server(tf.Module):
         return outputs
 
 
+# What an earlier export of each format leaves in its folder: such a
+# folder is written over; any other non-empty folder is refused.
+_EXPORT_MARKERS = {"saved_model": TASKS_FILE, "keras_hub": "bam_heads.json",
+                   "transformers": "config.json"}
+# Files that make a folder a model folder (or a BAM_DIR's part of one).
+_RUN_FILES = ("results.json", "identity.json", "runs.json", ".lock")
+
+
+def check_export_dir(model_dir, export_dir, form):
+    """Refuses an `export_dir` that the export does not own: the model
+    folder itself or anything inside it, any model folder, a BAM_DIR or
+    its reserved folders, or a non-empty folder that is not an earlier
+    export of the same `form` ("saved_model", "keras_hub",
+    "transformers"). Nothing is written before this passes."""
+    target = os.path.realpath(export_dir)
+    model = os.path.realpath(model_dir)
+    bam_dir = os.path.dirname(os.path.dirname(model))
+    reserved = [os.path.join(bam_dir, name) for name in (
+        "models", "cache", "comparisons", "glue_data", "pretrained_models")]
+    inside = lambda root: target == root or target.startswith(root + os.sep)
+    where = ("the model folder it exports" if inside(model)
+             else f"the BAM_DIR {bam_dir}" if target == bam_dir
+             else next((f"{r}, a folder bam-tf keeps" for r in reserved
+                        if inside(r)), None))
+    if where is None and os.path.isdir(target):
+        names = set(os.listdir(target))
+        if names & set(_RUN_FILES):
+            where = "a model folder"
+        elif names and _EXPORT_MARKERS[form] not in names:
+            where = "a non-empty folder that holds no earlier export of " \
+                    f"this format ({_EXPORT_MARKERS[form]} is missing)"
+        elif form == "transformers" and names and not _is_hf_export(target):
+            where = "a Hugging Face folder that bam-tf did not write"
+    if os.path.isfile(target):
+        where = "a file"
+    if where:
+        raise ExportError(
+            f"--export_dir={export_dir} is {where}: an export writes only "
+            "into a new or empty folder, or over an earlier export of the "
+            "same format. Pass another --export_dir (for example "
+            f"{os.path.join(os.path.dirname(bam_dir), 'exports', os.path.basename(model))}).")
+
+
+def _is_hf_export(folder):
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return "bam_task" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
 def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
     """Writes the SavedModel (signatures `serving_default` = predict and
     `predict_all`), `model.keras` and `bam_tasks.json` to `export_dir`.
@@ -129,6 +181,7 @@ def export_model(model_dir, export_dir, trial=1, pretrained_model=None):
     Signatures take `text_a` and `text_b` (string [batch]; text_b is ignored
     by one-text tasks) and, for `serving_default`, `task` (string scalar).
     """
+    check_export_dir(model_dir, export_dir, "saved_model")
     model, tokenizer, config, tasks = load_trained_model(
         model_dir, trial, pretrained_model)
     preprocessor = BamPreprocessor(tokenizer, config.max_seq_length)
@@ -163,6 +216,7 @@ def _source(model_dir, trial):
 def export_keras_hub(model_dir, export_dir, trial=1, pretrained_model=None):
     """Writes a keras-hub preset folder of the trained encoder and
     tokenizer, with the heads beside (`bam_tf.serving.keras_hub_preset`)."""
+    check_export_dir(model_dir, export_dir, "keras_hub")
     model, tokenizer, config, tasks = load_trained_model(
         model_dir, trial, pretrained_model)
     return write_keras_hub_preset(model, tokenizer, tasks,
@@ -174,6 +228,7 @@ def export_transformers(model_dir, export_dir, task_name, trial=1,
                         pretrained_model=None):
     """Writes `task_name`'s Hugging Face folder (`bam_tf.serving.hf_folder`)
     and returns its config.json."""
+    check_export_dir(model_dir, export_dir, "transformers")
     model, tokenizer, config, tasks = load_trained_model(
         model_dir, trial, pretrained_model)
     by_name = {t.name: t for t in tasks}
