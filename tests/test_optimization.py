@@ -117,6 +117,31 @@ def test_weight_decay_skips_layer_norm_and_bias(model_and_backbone):
     assert decayed == []
 
 
+def _plain_and_compiled(model, backbone, batches, in_function=False):
+    """([the variables after the plain update of each of `batches`], the
+    same after the compiled update, the compiled optimizer), from the same
+    start; the variables are put back after."""
+    variables = model.trainable_variables
+    start = [v.numpy() for v in variables]
+    finals = []
+    for jit in (False, True):
+        for v, value in zip(variables, start):
+            v.assign(value)
+        optimizer = build_optimizer(model, backbone, learning_rate=1e-2,
+                                    total_steps=10, lr_decay=0.8)
+        optimizer.jit_update = jit
+        optimizer.build(variables)
+        step = lambda g: optimizer.apply(g, variables)
+        step = tf.function(step) if in_function else step
+        for g in batches:
+            step(g)
+        assert (optimizer._jit_apply is not None) == jit
+        finals.append([v.numpy() for v in variables])
+    for v, value in zip(variables, start):
+        v.assign(value)
+    return finals[0], finals[1], optimizer
+
+
 def test_compiled_update_equals_the_plain_one(model_and_backbone):
     """jit_update (XLA) changes speed, not the update: three steps with
     clipping, decay and layer-wise rates agree with the plain update."""
@@ -126,67 +151,40 @@ def test_compiled_update_equals_the_plain_one(model_and_backbone):
     rng = np.random.default_rng(0)
     grads = [[tf.constant(rng.normal(size=v.shape).astype("float32"))
               for v in variables] for _ in range(3)]
-    finals = []
-    for jit in (False, True):
-        for v, value in zip(variables, start):
-            v.assign(value)
-        optimizer = build_optimizer(model, backbone, learning_rate=1e-2,
-                                    total_steps=10, lr_decay=0.8)
-        optimizer.jit_update = jit
-        optimizer.build(variables)
-        step = tf.function(lambda g: optimizer.apply(g, variables))
-        for g in grads:
-            step(g)
-        assert (optimizer._jit_apply is not None) == jit
-        finals.append([v.numpy() for v in variables])
-    for a, b, s in zip(*finals, start):
+    plain, compiled, _ = _plain_and_compiled(model, backbone, grads,
+                                             in_function=True)
+    for a, b, s in zip(plain, compiled, start):
         assert not np.allclose(a, s)  # the update did something
         np.testing.assert_allclose(a, b, atol=1e-6)
-    for v, value in zip(variables, start):
-        v.assign(value)
 
 
 def test_compiled_update_compiles_once_for_any_token_count(
         model_and_backbone):
     """An embedding's gradient has a row per token of the batch; batches
     of other token counts (packed rows, each batch padded to its longest)
-    reuse the compiled update of their power of two (7 and 12 rows: 64;
-    30: 64), and it equals the plain update on the same sparse gradients
-    (repeated rows as Keras takes them)."""
+    reuse the compiled update of their power of two (7, 12 and 30 rows:
+    64; 100: 128), and it equals the plain update on the same sparse
+    gradients (repeated rows as Keras takes them)."""
     model, backbone = model_and_backbone
     variables = model.trainable_variables
-    start = [v.numpy() for v in variables]
-    table = [i for i, v in enumerate(variables)
-             if v.path == "token_embedding/embeddings"]
-    assert table
+    [table] = [v for v in variables
+               if v.path == "token_embedding/embeddings"]
+    index = next(i for i, v in enumerate(variables) if v is table)
     rng = np.random.default_rng(1)
 
     def grads(tokens):
         out = [tf.constant(rng.normal(size=v.shape).astype("float32"))
                for v in variables]
-        rows = variables[table[0]].shape[0]
-        out[table[0]] = tf.IndexedSlices(
-            tf.constant(rng.normal(size=(tokens, variables[table[0]].shape[1]))
+        out[index] = tf.IndexedSlices(
+            tf.constant(rng.normal(size=(tokens, table.shape[1]))
                         .astype("float32")),
-            tf.constant(rng.integers(0, rows, tokens), tf.int64),
-            tf.constant(variables[table[0]].shape, tf.int64))
+            tf.constant(rng.integers(0, table.shape[0], tokens), tf.int64),
+            tf.constant(table.shape, tf.int64))
         return out
     batches = [grads(n) for n in (7, 12, 12, 30, 100)]  # repeated rows
-    finals = []
-    for jit in (False, True):
-        for v, value in zip(variables, start):
-            v.assign(value)
-        optimizer = build_optimizer(model, backbone, learning_rate=1e-2,
-                                    total_steps=10, lr_decay=0.8)
-        optimizer.jit_update = jit
-        optimizer.build(variables)
-        for g in batches:
-            optimizer.apply(g, variables)
-        if jit:  # one trace; its XLA programs: 64 rows, then 128
-            assert optimizer._jit_apply[1].experimental_get_tracing_count() \
-                <= 2
-        finals.append([v.numpy() for v in variables])
-    for a, b in zip(*finals):
+    plain, compiled, optimizer = _plain_and_compiled(model, backbone,
+                                                     batches)
+    # One trace per padded size met: 64 rows, then 128.
+    assert optimizer._jit_apply[1].experimental_get_tracing_count() == 2
+    for a, b in zip(plain, compiled):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    for v, value in zip(variables, start):
-        v.assign(value)
