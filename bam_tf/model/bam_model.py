@@ -181,7 +181,8 @@ class BamModel(keras.Model):
             if size != micro_batch_size:
                 raise ValueError(f"{message}; got packed groups of {size} "
                                  "examples.")
-            return groups
+            return groups if groups is not None else tf.shape(
+                data["task_id"])[0]
         size = data["task_id"].shape[0]
         if size is not None:
             if size % micro_batch_size:
