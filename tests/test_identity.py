@@ -225,3 +225,29 @@ def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
     check_model_dir(elsewhere, identity=identity(elsewhere))
     assert "taken as the same encoder" not in caplog.text
     assert folder.read_identity()["encoder"] == encoder_fingerprint(config)
+
+
+def test_a_lost_identity_is_refused_not_made_anew(tmp_path):
+    """identity.json deleted from a folder with finished trials (written
+    by a version that keeps runs.json beside it): a new start cannot know
+    what those trials were checked against, so it is refused, and the
+    folder is left as it was."""
+    config = debug_config(tmp_path, str(tmp_path / "glue"), "m", ["rte"])
+    identity = {"experiment": config.section("experiment"),
+                "encoder": identity_lib.debug_encoder_fingerprint(config),
+                "data": {"rte/train": "a"}, "teachers": {}, "init": None}
+    folder = check_model_dir(config, identity=identity)
+    folder.merge_results([{"trial": 1, "seed": 1, "avg": 50.0,
+                           "metrics": {"rte": {"score": 50.0}}}])
+    os.remove(folder.identity_path)
+    before = {name: open(os.path.join(folder.path, name), "rb").read()
+              for name in sorted(os.listdir(folder.path))
+              if os.path.isfile(os.path.join(folder.path, name))}
+    changed = dict(identity, data={"rte/train": "b"})  # other data now
+    with pytest.raises(RunError, match="identity.json is missing, and .* "
+                       "holds finished trials \\[1\\]"):
+        check_model_dir(config.replace(num_trials=2), identity=changed)
+    after = {name: open(os.path.join(folder.path, name), "rb").read()
+             for name in sorted(os.listdir(folder.path))
+             if os.path.isfile(os.path.join(folder.path, name))}
+    assert after == before

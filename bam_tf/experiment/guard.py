@@ -47,6 +47,18 @@ def check_identity(folder, config, identity, legacy_encoder=None):
         legacy = folder.read_saved_config()
         if legacy is None:
             return True
+        if folder.finished_trials() and os.path.exists(folder.runs_path):
+            # identity.json and runs.json came in one version: trials
+            # beside a runs.json were checked against an identity.json,
+            # now lost. Making one from this run's inputs would vouch for
+            # data the finished trials may not have seen.
+            raise RunError(
+                f"{folder.identity_path} is missing, and {folder.path} "
+                f"holds finished trials {sorted(folder.finished_trials())} "
+                "trained under it: this run cannot be checked against "
+                "theirs. Restore identity.json from a copy of the folder, "
+                "pick a new --model_name, or pass --overwrite to replace "
+                "the folder.")
         saved = _legacy_identity(folder, legacy, config, identity,
                                  legacy_encoder)
     differ = identity_lib.differences(saved, identity)
