@@ -179,6 +179,15 @@ def define_flags(flag_values=flags.FLAGS):
                   "no live process holds). Copies of one command on many "
                   "GPUs or machines share the trials out either way.",
                   flag_values, __name__)
+    # --trials alone may grow a folder (--trials=4 adds trial 4); beside
+    # an explicit --num_trials it must stay within it.
+    flags.register_multi_flags_validator(
+        ["num_trials", "trials"],
+        lambda v: v["num_trials"] is None or not v["trials"]
+        or max(v["trials"]) <= v["num_trials"],
+        message="--trials goes past --num_trials: raise --num_trials to "
+        "the largest trial asked for, or drop it (--trials alone grows "
+        "the folder to its largest trial).", flag_values=flag_values)
     flags.DEFINE_float("claim_timeout_secs", 600.0,
                        "A trial claimed by a process on another host whose "
                        "heartbeat is older than this is taken over (on the "

@@ -125,6 +125,16 @@ def test_structured_flag_errors_name_the_flag_and_entry(argv, message):
         _parsed(argv)
 
 
+def test_trials_beyond_an_explicit_num_trials_are_refused():
+    from absl import flags
+    with pytest.raises(flags.IllegalFlagValueError,
+                       match="--trials goes past --num_trials"):
+        _parsed("--num_trials=2", "--trials=3")
+    # Within it, or --trials alone (which grows the folder): accepted.
+    assert _parsed("--num_trials=3", "--trials=2,3")["num_trials"] == 3
+    assert "num_trials" not in _parsed("--trials=3")
+
+
 def _parsed(*argv):
     from absl import flags
     from bam_tf_flags import bam_flags
