@@ -108,13 +108,16 @@ def _raise_interrupted(signum, frame):
 
 def _guarded(main):
     """`main` whose faults end the process with one line on stderr and a
-    status that says why: an operating-system fault (permission, a
+    status that says why: a usage error gives its reason and a short
+    usage line (status 1); an operating-system fault (permission, a
     read-only or full disk, a file where a folder belongs) exits 1 naming
     the path; Ctrl-C exits 130 and SIGTERM 143 (128 + the signal, as a
     shell reports a killed job), each saying how to resume. Written files
     are kept: results and checkpoints are written atomically, so the last
     ones stay whole."""
     import signal
+
+    from absl import app
 
     from bam_tf.errors import Interrupted
     from bam_tf.errors import os_fault_message
@@ -123,6 +126,13 @@ def _guarded(main):
         signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             return main(argv)
+        except app.UsageError as e:
+            # absl would print the whole module docstring first and bury
+            # the reason under it.
+            name = os.path.basename(sys.argv[0])
+            sys.stderr.write(f"error: {e}\nusage: {name} [flags]; "
+                             f"{name} --helpshort lists its flags.\n")
+            sys.exit(e.exitcode)
         except (KeyboardInterrupt, Interrupted) as e:
             signum = (e.args[0] if isinstance(e, Interrupted)
                       else signal.SIGINT)

@@ -66,6 +66,19 @@ def test_fault_messages_by_hand():
     assert os_fault_message(OSError(errno.ENOENT, "missing", "f")) is None
 
 
+def test_a_usage_error_gives_its_reason_first(tmp_path):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "born_again.py"),
+         f"--bam_dir={tmp_path}", "--model_name=p"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: --model_name (the prefix), --task_names and --bam_dir are "
+        "required.",
+        "usage: born_again.py [flags]; born_again.py --helpshort lists its "
+        "flags."]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_says_how_to_resume(tmp_path, tiny_glue, signum):
     bam = tmp_path / "bam"
