@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
+from bam_tf.io_utils import check_output_file
 from bam_tf.serving.task_table import read_task_table
 
 flags.DEFINE_string("export_dir", None, "An export of scripts/export.py.")
@@ -109,6 +110,10 @@ def _rows(result, tasks, task_name, n):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    problem = FLAGS.output_file and check_output_file(
+        "--output_file", FLAGS.output_file, [FLAGS.input_file])
+    if problem:
+        sys.exit(f"error: {problem}.")
     try:
         tasks = read_task_table(FLAGS.export_dir)
     except BamError as e:

@@ -40,6 +40,7 @@ from bam_tf.analysis.report import build_report
 from bam_tf.analysis.report import format_markdown
 from bam_tf.analysis.report import parse_pair
 from bam_tf.errors import BamError
+from bam_tf.io_utils import check_output_file
 from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
@@ -79,6 +80,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     bam_flags.import_task_modules(FLAGS.task_modules)
+    for flag in ("output_json", "markdown", "figure"):
+        problem = FLAGS[flag].value and check_output_file(
+            f"--{flag}", FLAGS[flag].value, [FLAGS.paper_scores])
+        if problem:
+            sys.exit(f"error: {problem}.")
     try:
         pairs = None if FLAGS.comparisons is None else [
             parse_pair(spec) for spec in FLAGS.comparisons]

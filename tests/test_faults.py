@@ -174,3 +174,36 @@ def test_a_full_disk_is_named_keeps_what_was_written_and_resumes(
     assert again.returncode == 0, again.stderr[-3000:]
     assert os.path.exists(bam / "models" / "m" / "checkpoints" /
                           "trial_2.weights.h5")
+
+
+def test_outputs_never_land_in_a_folder_bam_tf_owns(tmp_path):
+    from bam_tf.io_utils import check_output_file
+    model = tmp_path / "bam" / "models" / "m"
+    (model / "outputs").mkdir(parents=True)
+    (model / "results.json").write_text("{}\n")
+    (tmp_path / "bam" / "cache" / "features").mkdir(parents=True)
+    data = tmp_path / "in.tsv"
+    data.write_text("a\tb\n")
+    assert check_output_file("--markdown", str(model / "results.json")) == (
+        f"--markdown={model}/results.json is inside {model}, a folder "
+        "bam-tf writes (a model folder, an export or the feature cache); "
+        "write it elsewhere")
+    assert "is inside" in check_output_file("--figure",
+                                            str(model / "outputs" / "f.png"))
+    assert "is inside" in check_output_file(
+        "--output_json", str(tmp_path / "bam" / "cache" / "r.json"))
+    assert check_output_file("--output_file", str(data), [str(data)]) == (
+        f"--output_file={data} is also this command's input")
+    assert check_output_file("--markdown", str(tmp_path)).endswith(
+        "is a folder; give a file path")
+    assert check_output_file("--markdown", str(tmp_path / "r.md")) is None
+    # The script refuses before reading anything; the file is untouched.
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "report.py"),
+         f"--bam_dir={tmp_path / 'bam'}", "--model_names=m",
+         f"--markdown={model / 'results.json'}"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: --markdown={model}/results.json is inside")
+    assert (model / "results.json").read_text() == "{}\n"
