@@ -21,6 +21,9 @@ def predict_split(model, task, task_id, features, batching, batch_size,
     groups = model.distribute_strategy.num_replicas_in_sync
     if is_multi_worker(model.distribute_strategy):
         groups = 1  # the chief predicts alone (`_predict`)
+    # Each replica takes whole groups: the batch splits evenly (its size
+    # changes no output).
+    batch_size = -(-batch_size // groups) * groups
     dataset = pipeline.eval_dataset(
         task, task_id, features, batch_size, label_slots,
         **batching.eval_args(features, batch_size, groups))
