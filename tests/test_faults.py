@@ -4,6 +4,7 @@ before: Ctrl-C and SIGTERM, a read-only file system, a full disk. Real
 small tmpfs mounts (skipped where this machine does not allow mounting)."""
 
 import errno
+import json
 import glob
 import os
 import signal
@@ -207,3 +208,42 @@ def test_outputs_never_land_in_a_folder_bam_tf_owns(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"error: --markdown={model}/results.json is inside")
     assert (model / "results.json").read_text() == "{}\n"
+
+
+def test_a_wrong_type_in_config_json_is_named(tmp_path):
+    """A hand-edited config.json with a value of the wrong type: report.py
+    names the file and the key (it ended in a TypeError), and the file is
+    left as it was."""
+    from bam_tf.config import PRESETS
+    from bam_tf.config import RunConfig
+    folder = tmp_path / "models" / "m"
+    folder.mkdir(parents=True)
+    values = RunConfig.from_dict({**PRESETS["debug"], "model_name": "m",
+                                  "bam_dir": ".", "task_names": ["rte"]})
+    values = {**values.to_dict(), "learning_rate": "abc"}
+    text = json.dumps(values)
+    (folder / "config.json").write_text(text)
+    (folder / "results.json").write_text(json.dumps({"trials": [
+        {"trial": 1, "seed": 1, "avg": 50.0,
+         "metrics": {"rte": {"score": 50.0}}}]}))
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "report.py"),
+         f"--bam_dir={tmp_path}", "--model_names=m"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "config.json" in last and (
+        "learning_rate must be a number, got 'abc'") in last, last
+    assert "--overwrite" not in last or "training command" in last
+    assert (folder / "config.json").read_text() == text
+
+
+def test_a_file_where_the_bam_dir_belongs_is_named(tmp_path, tiny_glue):
+    blocker = tmp_path / "bam"
+    blocker.write_text("not a folder\n")
+    done = _run(blocker, tiny_glue)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {blocker}") and (
+        "a file stands where a folder is expected") in last, last
+    assert blocker.read_text() == "not a folder\n"
