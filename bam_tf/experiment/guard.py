@@ -47,11 +47,14 @@ def check_identity(folder, config, identity, legacy_encoder=None):
         legacy = folder.read_saved_config()
         if legacy is None:
             return True
-        if folder.finished_trials() and os.path.exists(folder.runs_path):
-            # identity.json and runs.json came in one version: trials
-            # beside a runs.json were checked against an identity.json,
-            # now lost. Making one from this run's inputs would vouch for
-            # data the finished trials may not have seen.
+        if (identity["encoder"] is not None and folder.finished_trials()
+                and os.path.exists(folder.runs_path)):
+            # identity.json and runs.json came in one version, and a run
+            # with its inputs writes identity.json at its first start:
+            # trials beside a runs.json were checked against one, now
+            # lost. Making one from this run's inputs would vouch for data
+            # the finished trials may not have seen. (A check without the
+            # run's inputs compares the experiment only, as before.)
             raise RunError(
                 f"{folder.identity_path} is missing, and {folder.path} "
                 f"holds finished trials {sorted(folder.finished_trials())} "
