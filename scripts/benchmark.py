@@ -56,6 +56,7 @@ from absl import flags
 from bam_tf.data.batching import Batching
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
+from bam_tf.io_utils import check_output_file
 from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf_benchmarks import compute
@@ -135,6 +136,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     bam_flags.import_task_modules(FLAGS.task_modules)
+    problem = FLAGS.output_json and check_output_file(
+        "--output_json", FLAGS.output_json)
+    if problem:
+        sys.exit(f"error: {problem}.")
     inputs = dict(pretrained_model=FLAGS.pretrained_model,
                   bam_dir=FLAGS.bam_dir, glue_dir=FLAGS.glue_dir,
                   task_names=FLAGS.task_names,

@@ -15,6 +15,7 @@ from absl import flags
 from bam_tf.data.stats import data_statistics
 from bam_tf.data.stats import format_statistics
 from bam_tf.errors import BamError
+from bam_tf.io_utils import check_output_file
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_tasks
 from bam_tf_flags import bam_flags
@@ -40,6 +41,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     bam_flags.import_task_modules(FLAGS.task_modules)
+    problem = FLAGS.output_json and check_output_file(
+        "--output_json", FLAGS.output_json)
+    if problem:
+        sys.exit(f"error: {problem}.")
     try:
         tasks = get_tasks(FLAGS.task_names)
         tokenizer = None

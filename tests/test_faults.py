@@ -247,3 +247,21 @@ def test_a_file_where_the_bam_dir_belongs_is_named(tmp_path, tiny_glue):
     assert last.startswith(f"error: {blocker}") and (
         "a file stands where a folder is expected") in last, last
     assert blocker.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("script, args", [
+    ("benchmark.py", ["--pretrained_model=none", "--glue_dir=none"]),
+    ("data_stats.py", ["--task_names=rte"])])
+def test_statistics_never_land_in_a_model_folder(tmp_path, script, args):
+    model = tmp_path / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "results.json").write_text("{}\n")
+    target = model / "results.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", script), *args,
+         f"--output_json={target}"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: --output_json={target} is inside {model}")
+    assert target.read_text() == "{}\n"
