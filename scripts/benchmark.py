@@ -205,26 +205,15 @@ def main(argv):
         results["variants"] = benchmark.variant_comparison(
             inputs, FLAGS.batch_size, FLAGS.variants, steps,
             FLAGS.warmup_steps)
-        for r in results["variants"]:
-            _add_limit(r, results["matmul_peak_gflops"])
-            print(f"{r['variant']}: {r['train_examples_per_s']:.1f} "
-                  f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
-                  f"({r['speed_vs_first']:.2f}x)", flush=True)
-        _hf_pytorch(results, results["variants"][0], steps)
+        _print_runs(results, "variants", "variant", steps)
         return _finish(results, {})
     if FLAGS.measure == "layouts":
         results["layouts"] = benchmark.layout_comparison(
             inputs, FLAGS.batch_size, FLAGS.layouts, steps,
             FLAGS.warmup_steps)
-        for r in results["layouts"]:
-            _add_limit(r, results["matmul_peak_gflops"])
-            print(f"{r['layout']}: {r['train_examples_per_s']:.1f} "
-                  f"examples/s, {r['train_tokens_per_s']:.0f} real tokens/s "
-                  f"({r['speed_vs_first']:.2f}x), token efficiency "
-                  f"{r['token_efficiency']:.2f}; prediction "
-                  f"{r['predict_examples_per_s']:.1f} examples/s",
-                  flush=True)
-        _hf_pytorch(results, results["layouts"][0], steps)
+        _print_runs(results, "layouts", "layout", steps, lambda r: (
+            f", token efficiency {r['token_efficiency']:.2f}; prediction "
+            f"{r['predict_examples_per_s']:.1f} examples/s"))
         return _finish(results, {})
     if FLAGS.measure == "micro_batches":
         results["micro_batches"] = benchmark.micro_batch_comparison(
@@ -282,6 +271,17 @@ def main(argv):
     _hf_pytorch(results, results["bam_tf"], steps)
     _finish(results, {k: v for k, v in results.items()
                       if k.startswith("speedup")})
+
+
+def _print_runs(results, key, name, steps, more=lambda r: ""):
+    """Each fresh-process run of `results[key]` against the machine's limit
+    and the first run, then HF + PyTorch against the first (`--hf_python`)."""
+    for r in results[key]:
+        _add_limit(r, results["matmul_peak_gflops"])
+        print(f"{r[name]}: {r['train_examples_per_s']:.1f} examples/s, "
+              f"{r['train_tokens_per_s']:.0f} real tokens/s "
+              f"({r['speed_vs_first']:.2f}x){more(r)}", flush=True)
+    _hf_pytorch(results, results[key][0], steps)
 
 
 def _add_limit(result, peak_gflops):
