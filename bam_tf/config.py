@@ -7,7 +7,7 @@ explicitly with `RunConfig.from_dict({**PRESETS[name], ...})` or `--preset`.
 
 A configuration has sections (`SECTIONS`): the experiment, which decides
 every number a run computes and so is the run's identity
-(`bam_tf.experiment.identity`); the paths it reads and writes; and what it writes
+(`bam_tf.store.identity`); the paths it reads and writes; and what it writes
 (outputs). How a run is carried out (devices, checkpoint cadence, which
 trials this process takes) is a `Runtime`, never saved as part of the run.
 """
@@ -278,7 +278,7 @@ class RunConfig:
 
 # Which part of a run each field belongs to. The experiment decides every
 # number a run computes: two runs with equal experiments (and equal
-# encoder, data and teacher fingerprints, `bam_tf.experiment.identity`) compute the
+# encoder, data and teacher fingerprints, `bam_tf.store.identity`) compute the
 # same trials, wherever their files are and whatever they write.
 SECTIONS = {
     "experiment": (
@@ -360,10 +360,11 @@ class Runtime:
     claim_timeout_secs: float = 600.0
     heartbeat_secs: float = 30.0
 
-    def validate(self, config):
-        """Checks this runtime against `config` before any device is
-        touched (a TPU needs static shapes: caught here, not after
-        connecting to it)."""
+    def validate(self, config, replicas=1, tpu=None):
+        """Checks this runtime against `config` on `replicas` devices,
+        before any device is touched (a TPU needs static shapes: caught
+        here, not after connecting to it). `tpu`: whether the strategy is
+        a TPU's (default: `strategy` says)."""
         def check(cond, message):
             if not cond:
                 raise ConfigError(message)
@@ -374,7 +375,8 @@ class Runtime:
         check(self.strategy == "tpu" or not self.tpu,
               f"--tpu={self.tpu} is given without --strategy=tpu.")
         static = ("packed", "max_length")
-        check(self.strategy != "tpu" or config.padding in static,
+        on_tpu = self.strategy == "tpu" if tpu is None else tpu
+        check(not on_tpu or config.padding in static,
               "--strategy=tpu needs static shapes: pass --padding=packed "
               f"or max_length (got --padding={config.padding}).")
         check(self.steps_per_execution >= 1,
@@ -384,12 +386,14 @@ class Runtime:
               "--save_checkpoints_steps must be >= 1.")
         check(self.save_checkpoints_secs > 0,
               "--save_checkpoints_secs must be > 0.")
-        check(self.micro_batch_size is None or (
-            self.micro_batch_size >= 1 and (
-                self.micro_batch_size >= config.train_batch_size
-                or config.train_batch_size % self.micro_batch_size == 0)),
+        micro = self.micro_batches(config, replicas)
+        check(self.micro_batch_size is None or self.micro_batch_size >= 1,
+              f"--micro_batch_size={self.micro_batch_size} must be >= 1.")
+        check(micro is None or config.train_batch_size % (
+            replicas * micro) == 0,
             f"--micro_batch_size={self.micro_batch_size} must be a positive "
-            f"divisor of train_batch_size {config.train_batch_size} (or at "
+            "divisor of each replica's batch: train_batch_size "
+            f"{config.train_batch_size} over {replicas} replica(s) (or at "
             "least it: the whole batch at once).")
         check(self.trials is None or (
             len(self.trials) > 0 and all(t >= 1 for t in self.trials)),
@@ -406,6 +410,13 @@ class Runtime:
         if micro is None or micro >= config.train_batch_size // replicas:
             return None
         return micro
+
+    def groups(self, config, replicas=1):
+        """Groups of rows of a packed training batch: one per replica and
+        micro-batch."""
+        micro = self.micro_batches(config, replicas)
+        return replicas * (config.train_batch_size // replicas // micro
+                           if micro else 1)
 
     def trial_numbers(self, num_trials):
         """The trials this process is asked for, in order."""

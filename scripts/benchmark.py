@@ -56,7 +56,7 @@ from absl import flags
 from bam_tf.data.batching import Batching
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
-from bam_tf.io_utils import check_output_file
+from bam_tf.store.ownership import check_output_file
 from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf_benchmarks import compute

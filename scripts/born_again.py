@@ -20,7 +20,6 @@ from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
-from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
 from bam_tf.experiment.recipes import RECIPES
 from bam_tf.experiment.recipes import comparison_base
@@ -66,19 +65,16 @@ def main(argv):
         args = (FLAGS.recipe, FLAGS.model_name, list(FLAGS.task_names),
                 values)
         if FLAGS.print_commands:
-            for config in recipe_configs(*args, debug=bool(FLAGS.debug)):
-                runtime.validate(config)
+            for config in recipe_configs(*args, debug=bool(FLAGS.debug),
+                                         runtime=runtime):
                 for trial in runtime.trial_numbers(config.num_trials):
                     print(bam_flags.command_line(
                         config, runtime, trial,
                         task_modules=FLAGS.task_modules))
             return
-        for config in recipe_configs(*args, debug=bool(FLAGS.debug)):
-            runtime.validate(config)  # before any device is touched
         table = run_recipe(
-            *args, debug=bool(FLAGS.debug),
-            strategy=get_strategy(runtime.strategy, runtime.tpu),
-            runtime=runtime, verbose=1 if sys.stdout.isatty() else 2,
+            *args, debug=bool(FLAGS.debug), runtime=runtime,
+            verbose=1 if sys.stdout.isatty() else 2,
             poll_secs=FLAGS.wait_secs)
     except BamError as e:
         sys.exit(f"error: {e}")

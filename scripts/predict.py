@@ -25,7 +25,7 @@ from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
-from bam_tf.io_utils import check_output_file
+from bam_tf.store.ownership import check_output_file
 from bam_tf.serving.task_table import read_task_table
 
 flags.DEFINE_string("export_dir", None, "An export of scripts/export.py.")

@@ -7,7 +7,6 @@ Copies of one command on several GPUs or machines sharing DIR share the
 trials out (`--trials=4,5` runs only those).
 """
 
-import os
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -16,10 +15,9 @@ from absl import flags
 from absl import logging
 
 from bam_tf.config import RunConfig
-from bam_tf.distribute import get_strategy
 from bam_tf.errors import BamError
-from bam_tf.experiment.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
+from bam_tf.store.model_dir import ModelDir
 from bam_tf_flags import bam_flags
 
 bam_flags.define_flags()
@@ -34,22 +32,18 @@ def main(argv):
     bam_flags.import_task_modules(FLAGS.task_modules)
     try:
         config = RunConfig.from_dict(bam_flags.config_values())
-        runtime = bam_flags.runtime()
-        # Before any device is touched (a TPU connection included).
-        runtime.validate(config)
         results = train_and_evaluate(
-            config, get_strategy(runtime.strategy, runtime.tpu),
-            overwrite=FLAGS.overwrite, runtime=runtime,
+            config, overwrite=FLAGS.overwrite, runtime=bam_flags.runtime(),
             verbose=1 if sys.stdout.isatty() else 2)
     except BamError as e:
         sys.exit(f"error: {e}")
     for trial in results["trials"]:
         logging.info("trial %d: avg %.2f", trial["trial"], trial["avg"])
-    folder = ModelDir.of(config).path
-    print(f"wrote {folder}: results.json and results.txt (every finished "
+    folder = ModelDir.of(config)
+    print(f"wrote {folder.path}: results.json and results.txt (every finished "
           f"trial), outputs/ (predictions, GLUE files), checkpoints/ "
           f"(weights); curves and HParams: tensorboard --logdir "
-          f"{os.path.join(folder, 'logs')}")
+          f"{folder.file('logs')}")
 
 
 def run():

@@ -15,9 +15,9 @@ import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
 from bam_tf.config import Runtime  # noqa: E402
-from bam_tf.experiment import outputs as outputs_lib  # noqa: E402
+from bam_tf.store import outputs as outputs_lib  # noqa: E402
 from bam_tf.experiment import run  # noqa: E402
-from bam_tf.experiment.model_dir import ModelDir  # noqa: E402
+from bam_tf.store.model_dir import ModelDir  # noqa: E402
 from conftest import debug_config  # noqa: E402
 
 

@@ -12,8 +12,8 @@ import tensorflow as tf
 from bam_tf.config import ConfigError
 from bam_tf.config import Runtime
 from bam_tf.experiment import recipes
-from bam_tf.experiment.guard import check_model_dir
-from bam_tf.experiment.outputs import read_predictions
+from bam_tf.store.opening import open_model_dir
+from bam_tf.store.outputs import read_predictions
 from conftest import debug_config
 
 TASKS = ["rte", "sts"]
@@ -214,7 +214,7 @@ def test_second_run_skips_finished_steps(recipe_run, monkeypatch):
 def test_trials_left_are_those_asked_for_not_in_the_results(tmp_path,
                                                            tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "done", ["rte"], num_trials=3)
-    folder = check_model_dir(config)
+    folder = open_model_dir(config)
     left = lambda c, trials=None: recipes.trials_left(
         c, Runtime(trials=trials))
     assert left(config) == {1, 2, 3}  # no results yet
@@ -254,7 +254,7 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     def fake_train(config, strategy=None, verbose=0, runtime=None):
         trials = runtime.trial_numbers(config.num_trials)
         calls.append((config.model_name, trials))
-        folder = check_model_dir(config, runtime=runtime)
+        folder = open_model_dir(config, runtime=runtime)
         folder.merge_results([{"trial": t, "seed": t, "avg": 1.0, "metrics":
                                {n: {"score": 1.0} for n in config.task_names}}
                               for t in trials])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.experiment.outputs import read_predictions
+from bam_tf.store.outputs import read_predictions
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.serving.task_table import ExportError
 from bam_tf.tasks import get_task

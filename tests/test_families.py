@@ -264,7 +264,7 @@ def test_unconvertible_hugging_face_folders_name_folder_and_family(tmp_path):
 
 
 def test_teacher_of_another_encoder_is_said(tmp_path, tiny_glue, caplog):
-    from bam_tf.experiment.run_data import warn_if_other_encoder
+    from bam_tf.experiment.teachers import warn_if_other_encoder
     teacher_dir = tmp_path / "models" / "teacher"
     teacher_dir.mkdir(parents=True)
     (teacher_dir / "config.json").write_text(json.dumps(

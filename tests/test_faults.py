@@ -178,7 +178,7 @@ def test_a_full_disk_is_named_keeps_what_was_written_and_resumes(
 
 
 def test_outputs_never_land_in_a_folder_bam_tf_owns(tmp_path):
-    from bam_tf.io_utils import check_output_file
+    from bam_tf.store.ownership import check_output_file
     model = tmp_path / "bam" / "models" / "m"
     (model / "outputs").mkdir(parents=True)
     (model / "results.json").write_text("{}\n")

@@ -15,9 +15,9 @@ from bam_tf.config import ConfigError
 from bam_tf.config import Runtime
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import RunError
-from bam_tf.experiment import identity as identity_lib
-from bam_tf.experiment.guard import check_model_dir
-from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.store import identity as identity_lib
+from bam_tf.store.opening import open_model_dir
+from bam_tf.store.model_dir import ModelDir
 
 from conftest import REPO
 from conftest import debug_config
@@ -132,7 +132,8 @@ def test_runtime_is_checked_against_the_configuration(tmp_path):
     with pytest.raises(ConfigError, match="--tpu=x is given without"):
         Runtime(tpu="x").validate(config)
     with pytest.raises(ConfigError, match="micro_batch_size=3 must be a "
-                       "positive divisor of train_batch_size 16"):
+                       "positive divisor of each replica's batch: "
+                       "train_batch_size 16"):
         Runtime(micro_batch_size=3).validate(config)
     # A micro-batch at least the replica's batch is the whole batch: one
     # value serves the 32- and 128-example steps of a recipe.
@@ -175,11 +176,11 @@ def test_every_committed_folder_is_accepted_and_upgraded(tmp_path):
         identity = {"experiment": more.section("experiment"),
                     "encoder": "fingerprint", "data": {"x/train": "d"},
                     "teachers": {}, "init": None}
-        check_model_dir(more, identity=identity)
+        open_model_dir(more, identity=identity)
         assert folder.read_identity() == json.loads(json.dumps(identity))
         assert folder.read_saved_config()["num_trials"] == more.num_trials
         with pytest.raises(RunError, match="experiment.seed"):
-            check_model_dir(more.replace(seed=99), identity=dict(
+            open_model_dir(more.replace(seed=99), identity=dict(
                 identity, experiment=more.replace(seed=99).section(
                     "experiment")))
 
@@ -190,7 +191,9 @@ def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
     ("./pretrained_models/enc", as docs/results/models do): the encoder
     found there is fingerprinted and compared with the run's, whatever
     path the run gives it."""
-    from bam_tf.experiment.guard import encoder_fingerprint
+    from bam_tf.experiment.inputs import fingerprint_encoder_at
+    encoder_fingerprint = lambda run: fingerprint_encoder_at(
+        run, run.pretrained_model)
     bam = tmp_path / "bam"
 
     def preset(folder, seed):
@@ -218,11 +221,15 @@ def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
                 "teachers": {}, "init": None}
     elsewhere = config.replace(pretrained_model=copy)
     with pytest.raises(RunError, match="differs in encoder"):
-        check_model_dir(config.replace(pretrained_model=other),
-                        identity=identity(config.replace(
-                            pretrained_model=other)))
+        open_model_dir(config.replace(pretrained_model=other),
+                       identity=identity(config.replace(
+                           pretrained_model=other)),
+                       fingerprint_encoder=lambda p: fingerprint_encoder_at(
+                           config, p))
     caplog.clear()
-    check_model_dir(elsewhere, identity=identity(elsewhere))
+    open_model_dir(elsewhere, identity=identity(elsewhere),
+                   fingerprint_encoder=lambda p: fingerprint_encoder_at(
+                       config, p))
     assert "taken as the same encoder" not in caplog.text
     assert folder.read_identity()["encoder"] == encoder_fingerprint(config)
 
@@ -236,7 +243,7 @@ def test_a_lost_identity_is_refused_not_made_anew(tmp_path):
     identity = {"experiment": config.section("experiment"),
                 "encoder": identity_lib.debug_encoder_fingerprint(config),
                 "data": {"rte/train": "a"}, "teachers": {}, "init": None}
-    folder = check_model_dir(config, identity=identity)
+    folder = open_model_dir(config, identity=identity)
     folder.merge_results([{"trial": 1, "seed": 1, "avg": 50.0,
                            "metrics": {"rte": {"score": 50.0}}}])
     os.remove(folder.identity_path)
@@ -246,7 +253,7 @@ def test_a_lost_identity_is_refused_not_made_anew(tmp_path):
     changed = dict(identity, data={"rte/train": "b"})  # other data now
     with pytest.raises(RunError, match="identity.json is missing, and .* "
                        "holds finished trials \\[1\\]"):
-        check_model_dir(config.replace(num_trials=2), identity=changed)
+        open_model_dir(config.replace(num_trials=2), identity=changed)
     after = {name: open(os.path.join(folder.path, name), "rb").read()
              for name in sorted(os.listdir(folder.path))
              if os.path.isfile(os.path.join(folder.path, name))}

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from bam_tf.experiment import locking
-from bam_tf.experiment.locking import Claim
-from bam_tf.experiment.locking import ClaimLostError
-from bam_tf.experiment.locking import FolderLock
+from bam_tf.store import locking
+from bam_tf.store.locking import Claim
+from bam_tf.store.locking import ClaimLostError
+from bam_tf.store.locking import FolderLock
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
 
@@ -29,7 +29,7 @@ from conftest import REPO
 _COUNTER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {repo!r})
-    from bam_tf.experiment.locking import FolderLock
+    from bam_tf.store.locking import FolderLock
     folder = sys.argv[1]
     path = os.path.join(folder, "count")
     for _ in range(40):

@@ -8,15 +8,15 @@ import keras
 import numpy as np
 import pytest
 
+from bam_tf.data.batching import Batching
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.experiment import evaluation
-from bam_tf.experiment.model_dir import ModelDir
-from bam_tf.experiment.outputs import OutputFileError
-from bam_tf.experiment.outputs import read_predictions
-from bam_tf.experiment.run_data import RunData
+from bam_tf.experiment.inputs import RunInputs
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.outputs import OutputFileError
+from bam_tf.store.outputs import read_predictions
 from bam_tf.io_utils import atomic_open
-from bam_tf.model.bam_model import BamModel
-from bam_tf.tasks import get_tasks
+from bam_tf.model.factory import build_model
 
 from conftest import debug_config
 
@@ -24,13 +24,13 @@ from conftest import debug_config
 def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     config = debug_config(tmp_path, tiny_glue, "mnli", ["mnli", "rte"],
                           padding="max_length", eval_batch_size=4)
-    tasks = get_tasks(config.task_names)
-    data = RunData(config, tasks)
+    data = RunInputs.read(config)
     keras.utils.set_random_seed(1)
-    encoder = build_encoder(config, data.vocabulary_texts())
-    data.featurize(encoder.tokenizer)
-    model = BamModel(encoder.backbone, [t.head_spec for t in tasks])
-    scores, avg = evaluation.evaluate(model, data)
+    encoder = build_encoder(config, vocabulary=data.vocabulary)
+    model = build_model(encoder.backbone, [t.head_spec for t in data.tasks])
+    batching = Batching.of(config)
+    scores, avg = evaluation.evaluate(model, data, evaluation.predict_splits(
+        model, data, data.dev_splits(), batching, config.eval_batch_size))
     assert set(scores["mnli"]) == {"accuracy", "score",
                                    "accuracy_dev_mismatched",
                                    "score_dev_mismatched"}
@@ -39,8 +39,9 @@ def test_mnli_scores_and_submission_files(tiny_glue, tmp_path):
     # Scores equal those recomputed from the written dev predictions.
     folder = ModelDir(str(tmp_path), "out")
     mdir = folder.path
-    splits = data.output_splits(trial=1)
-    predictions = evaluation.predict_splits(model, data, splits)
+    splits = evaluation.output_splits(data, 1, 1, 1)
+    predictions = evaluation.predict_splits(model, data, splits, batching,
+                                            config.eval_batch_size)
     assert evaluation.evaluate(model, data, predictions) == (scores, avg)
     evaluation.write_outputs(data, folder, 1, predictions, splits)
     dev = read_predictions(os.path.join(

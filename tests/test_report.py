@@ -11,9 +11,9 @@ from scipy import stats
 from bam_tf.analysis import report
 from bam_tf.analysis import statistics
 from bam_tf.data.loading import load_split
-from bam_tf.experiment.outputs import predictions_path
-from bam_tf.experiment.outputs import read_predictions
-from bam_tf.experiment.outputs import write_predictions
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.outputs import read_predictions
+from bam_tf.store.outputs import write_predictions
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_task
 from bam_tf.tasks import scoring
@@ -42,7 +42,7 @@ def _fake_model(bam_dir, glue_dir, name, scores, accuracy, seed,
             predicted = np.where(right, examples.labels, 1 - examples.labels)
             logits = np.eye(2, dtype=np.float32)[predicted]
             write_predictions(
-                predictions_path(folder, task_name, "dev", trial),
+                _predictions_path(folder, task_name, "dev", trial),
                 get_task(task_name), examples, examples.eids, logits)
         trials.append({"trial": trial, "seed": trial, "avg": score,
                        "metrics": {t: {"accuracy": score, "score": score}
@@ -252,7 +252,7 @@ def _fake_train_predictions(bam_dir, glue_dir, name, task_name, outputs_of,
     folder = os.path.join(bam_dir, "models", name)
     examples = load_split(task, "train", glue_dir)
     for trial in trials:
-        write_predictions(predictions_path(folder, task_name, "train", trial),
+        write_predictions(_predictions_path(folder, task_name, "train", trial),
                           task, examples, examples.eids,
                           outputs_of(examples, trial))
     return examples
@@ -340,7 +340,7 @@ def test_train_split_names_trials_without_predictions(tiny_glue, tmp_path):
         examples, text_a=["edited"] + examples.text_a[1:])
     _fake_results(tmp_path, tiny_glue, "b", {"rte": [50.0]})
     write_predictions(
-        predictions_path(str(tmp_path / "models" / "b"), "rte", "train", 1),
+        _predictions_path(str(tmp_path / "models" / "b"), "rte", "train", 1),
         get_task("rte"), edited, edited.eids,
         np.eye(2, dtype=np.float32)[examples.labels])
     with pytest.raises(report.ReportError,
@@ -367,11 +367,11 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
     folder = str(tmp_path / "models" / "strong")
 
     def classes(name, trials):
-        return [read_predictions(predictions_path(
+        return [read_predictions(_predictions_path(
             str(tmp_path / "models" / name), "rte", "dev", t))["logits"]
             .argmax(-1) for t in trials]
     kept, weak = classes("strong", (1, 3)), classes("weak", (1, 2, 3))
-    os.remove(predictions_path(folder, "rte", "dev", 2))
+    os.remove(_predictions_path(folder, "rte", "dev", 2))
     data = report.build_report(str(tmp_path), ["strong", "weak"],
                                bootstrap_samples=200)
     assert data["models"]["strong"]["no_dev_predictions"] == {"strong": [2]}
@@ -387,7 +387,7 @@ def test_bootstrap_names_trials_without_dev_predictions(tiny_glue, tmp_path):
         in report.format_markdown(data)
     # No dev predictions at all on one side: Mann-Whitney only.
     for t in (1, 3):
-        os.remove(predictions_path(folder, "rte", "dev", t))
+        os.remove(_predictions_path(folder, "rte", "dev", t))
     data = report.build_report(str(tmp_path), ["strong", "weak"],
                                bootstrap_samples=200)
     assert {c["test"] for c in data["comparisons"]} == {"mann_whitney_u"}
@@ -473,3 +473,7 @@ def test_report_help_loads_no_tensorflow():
     heavy = [m for m in imported if m.split(".")[0] in (
         "tensorflow", "keras", "keras_hub", "tensorflow_datasets")]
     assert heavy == []
+
+
+def _predictions_path(model_dir, task_name, split, trial):
+    return ModelDir.at(model_dir).predictions_path(task_name, split, trial)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bam_tf.errors import RunError
-from bam_tf.experiment.guard import check_model_dir
-from bam_tf.experiment.outputs import read_predictions
+from bam_tf.store.opening import open_model_dir
+from bam_tf.store.outputs import read_predictions
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 
@@ -79,8 +79,8 @@ def test_command_line_one_and_two_tasks(tiny_glue, tmp_path):
     (["--task_names=rte", "--pretrained_model=/nowhere/model"],
      "Give --pretrained_model|contradicts"),
     (["--task_names=rte", "--micro_batch_size=3"],
-     "--micro_batch_size=3 must be a positive divisor of train_batch_size "
-     "16"),
+     "--micro_batch_size=3 must be a positive divisor of each replica's "
+     "batch: train_batch_size 16"),
 ])
 def test_command_line_errors_before_training(tiny_glue, tmp_path, args,
                                              message):
@@ -123,19 +123,19 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "same", ["rte"])
     # A start that finished nothing (and left no checkpoint) holds
     # nothing of value: another configuration takes the folder.
-    check_model_dir(config.replace(learning_rate=0.5))
-    _finish_trial_1(check_model_dir(config))
-    check_model_dir(config.replace(num_trials=3))  # more trials: fine
-    mdir = check_model_dir(config).path  # fewer: the saved count stays
+    open_model_dir(config.replace(learning_rate=0.5))
+    _finish_trial_1(open_model_dir(config))
+    open_model_dir(config.replace(num_trials=3))  # more trials: fine
+    mdir = open_model_dir(config).path  # fewer: the saved count stays
     with open(os.path.join(mdir, "config.json")) as f:
         assert json.load(f)["num_trials"] == 3
     with pytest.raises(RunError, match=r"differs in experiment.learning_rate "
                        r"\(saved 0.003, now 1.0\)"):
-        check_model_dir(config.replace(learning_rate=1.0))
+        open_model_dir(config.replace(learning_rate=1.0))
     # Settings of distillation change nothing while it is off.
-    check_model_dir(config.replace(distill_weight=1.0, teacher_trials=[1, 2],
+    open_model_dir(config.replace(distill_weight=1.0, teacher_trials=[1, 2],
                                    teacher_annealing=False))
-    _finish_trial_1(check_model_dir(config.replace(learning_rate=1.0),
+    _finish_trial_1(open_model_dir(config.replace(learning_rate=1.0),
                                     overwrite=True))
     # A folder written before an option existed (its key absent) is the
     # same run when the option keeps its default, not when it is set.
@@ -146,11 +146,11 @@ def test_changed_configuration_is_an_error(tmp_path, tiny_glue):
     with open(path, "w") as f:
         json.dump(saved, f)
     same = config.replace(learning_rate=1.0)
-    check_model_dir(same)
+    open_model_dir(same)
     with pytest.raises(RunError, match=r"differs in "
                        r"experiment.task_loss_weights \(saved \{\}, now "
                        r"\{'rte': 2.0\}\)"):
-        check_model_dir(same.replace(task_loss_weights={"rte": 2}))
+        open_model_dir(same.replace(task_loss_weights={"rte": 2}))
 
 
 def test_max_seq_length_over_position_limit(tmp_path, tiny_glue,
@@ -269,7 +269,7 @@ def test_a_users_task_module_on_the_command_line(tmp_path):
 def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
                                                          tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "busy", ["rte"])
-    folder = check_model_dir(config)
+    folder = open_model_dir(config)
     live = subprocess.Popen([sys.executable, "-c",
                              "import time; time.sleep(60)"])
     try:
@@ -278,12 +278,12 @@ def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
             "claimed_at": 0.0, "heartbeat": 0.0})
         with pytest.raises(RunError, match=f"trial 1 is being run by host "
                            f".*, pid {live.pid}. Stop it first"):
-            check_model_dir(config, overwrite=True)
+            open_model_dir(config, overwrite=True)
         assert os.path.exists(folder.config_path)
     finally:
         live.kill()
         live.wait()
-    check_model_dir(config, overwrite=True)  # its process is gone
+    open_model_dir(config, overwrite=True)  # its process is gone
     assert not os.path.exists(folder.claim_path(1))
 
 

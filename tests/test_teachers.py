@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.experiment.outputs import predictions_path
-from bam_tf.experiment.outputs import write_predictions
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.outputs import write_predictions
 from bam_tf.experiment.teachers import TeacherError
 from bam_tf.experiment.teachers import teacher_targets
 from bam_tf.tasks import get_task
@@ -16,7 +16,7 @@ RTE, STS = get_task("rte"), get_task("sts")
 def _teacher_file(bam_dir, examples, task, values, trial=1, model="teach",
                   order=None):
     order = np.arange(len(examples)) if order is None else order
-    path = predictions_path(f"{bam_dir}/models/{model}", task.name, "train",
+    path = _predictions_path(f"{bam_dir}/models/{model}", task.name, "train",
                             trial)
     write_predictions(path, task, examples, examples.eids[order],
                       values[order])
@@ -63,13 +63,13 @@ def test_mismatches_name_the_file(tiny_glue, tmp_path):
         teacher_targets(bam, "subset", RTE, examples)
 
     mnli_like = get_task("mnli")
-    path = predictions_path(f"{bam}/models/labels", "rte", "train", 1)
+    path = _predictions_path(f"{bam}/models/labels", "rte", "train", 1)
     write_predictions(path, mnli_like, examples, examples.eids,
                       np.zeros([n, 3], np.float32))
     with pytest.raises(TeacherError, match="made for task 'mnli'"):
         teacher_targets(bam, "labels", RTE, examples)
 
-    path = predictions_path(f"{bam}/models/regr", "rte", "train", 1)
+    path = _predictions_path(f"{bam}/models/regr", "rte", "train", 1)
     write_predictions(path, STS, examples, examples.eids,
                       np.zeros([n], np.float32))
     with pytest.raises(TeacherError, match="made for task 'sts'"):
@@ -113,3 +113,7 @@ def test_corrupt_teacher_file(tiny_glue, tmp_path):
     with pytest.raises(TeacherError, match=f"{path}: unreadable predictions "
                        "file"):
         teacher_targets(str(tmp_path), "teach", RTE, examples)
+
+
+def _predictions_path(model_dir, task_name, split, trial):
+    return ModelDir.at(model_dir).predictions_path(task_name, split, trial)

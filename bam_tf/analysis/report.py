@@ -17,10 +17,9 @@ from bam_tf.analysis.statistics import summarize
 from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
 from bam_tf.errors import BamError
-from bam_tf.experiment.model_dir import ModelDir
-from bam_tf.experiment.outputs import predictions_path
-from bam_tf.experiment.outputs import read_predictions
-from bam_tf.experiment.outputs import text_hashes
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.outputs import read_predictions
+from bam_tf.store.outputs import text_hashes
 from bam_tf.tasks import get_task
 from bam_tf.tasks import get_tasks
 from bam_tf.tasks import scoring
@@ -105,8 +104,8 @@ def _split_name(task, split):
 
 
 def _predictions_file(bam_dir, folder, task, split, trial_number):
-    return predictions_path(ModelDir(bam_dir, folder).path,
-                            task.name, _split_name(task, split), trial_number)
+    return ModelDir(bam_dir, folder).predictions_path(
+        task.name, _split_name(task, split), trial_number)
 
 
 def _with_predictions(bam_dir, folder, task, split, trial_numbers):

@@ -23,7 +23,7 @@ from bam_tf.data import pipeline
 from bam_tf.data.sampling import task_sampling_probabilities
 
 # The layouts that train on the mixed stream's own batches, and what the
-# identity records for each (`bam_tf.experiment.identity`).
+# identity records for each (`bam_tf.store.identity`).
 IDENTITY_PADDING = {"packed": "longest", "longest": "longest",
                     "max_length": "longest", "buckets": "buckets"}
 

@@ -165,8 +165,7 @@ def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
     """
     vocab = list(vocabulary) if vocabulary else debug_vocabulary(
         texts, vocabulary_size)
-    tokenizer = keras_hub.models.BertTokenizer(
-        vocabulary=vocab, lowercase=True)
+    tokenizer = debug_tokenizer(vocab)
     num_heads = max(1, hidden_size // 32)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocab), num_layers=num_layers,
@@ -175,6 +174,12 @@ def build_debug_encoder(texts, vocabulary_size=1000, hidden_size=64,
         max_sequence_length=max_sequence_length, dropout=dropout,
         dtype=dtype)
     return Encoder(backbone, tokenizer, "debug", "debug")
+
+
+def debug_tokenizer(vocabulary):
+    """The debug encoder's tokenizer over `vocabulary`."""
+    return keras_hub.models.BertTokenizer(vocabulary=list(vocabulary),
+                                          lowercase=True)
 
 
 # Texts per task and column the debug vocabulary is learned from.

@@ -7,9 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from bam_tf.data import pipeline
-from bam_tf.data.batching import Batching
 from bam_tf.distribute import is_multi_worker
-from bam_tf.experiment import outputs as outputs_lib
+from bam_tf.store import outputs as outputs_lib
 from bam_tf.tasks import scoring
 
 
@@ -52,35 +51,26 @@ def _predict(model, dataset):
         lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
-def predict_splits(model, data, splits, batching=None):
+def predict_splits(model, inputs, splits, batching, batch_size):
     """{(task, split): (eids, outputs)} for the given (task_id, split)s of
-    `data` (a `RunData`), in `batching`'s layout (default: the
-    configuration's, with dynamic shapes)."""
-    batching = batching or Batching.of(data.config)
-    slots = pipeline.num_label_slots(data.tasks)
+    `inputs` (a `RunInputs`), in `batching`'s layout."""
+    slots = pipeline.num_label_slots(inputs.tasks)
     predictions = {}
     for task_id, split in splits:
-        task = data.tasks[task_id]
-        _, features = data.split(task_id, split)
+        task = inputs.tasks[task_id]
+        _, features = inputs.split(task_id, split)
         predictions[(task.name, split)] = predict_split(
-            model, task, task_id, features, batching,
-            data.config.eval_batch_size, slots)
+            model, task, task_id, features, batching, batch_size, slots)
     return predictions
 
 
-def evaluate(model, data, predictions=None, batching=None):
-    """({task: metrics} over each task's dev split(s), the average).
-
-    `predictions` (from `predict_splits`) saves predicting the dev splits
-    again when they are at hand; else they are predicted in `batching`.
-    """
-    dev = data.dev_splits()
-    if predictions is None:
-        predictions = predict_splits(model, data, dev, batching)
+def evaluate(model, inputs, predictions):
+    """({task: metrics} over each task's dev split(s), the average), from
+    `predictions` (of `predict_splits`) of the dev splits."""
     scores = {}
-    for task_id, split in dev:
-        task = data.tasks[task_id]
-        _, features = data.split(task_id, split)
+    for task_id, split in inputs.dev_splits():
+        task = inputs.tasks[task_id]
+        _, features = inputs.split(task_id, split)
         eids, outputs = predictions[(task.name, split)]
         # Both sides sorted by example id line up row for row.
         metrics = scoring.score_split(
@@ -91,18 +81,30 @@ def evaluate(model, data, predictions=None, batching=None):
         else:  # MNLI mismatched: beside matched, not in the average
             scores[task.name].update(
                 {f"{k}_{split}": v for k, v in metrics.items()})
-    return scores, scoring.glue_average(scores, data.tasks)
+    return scores, scoring.glue_average(scores, inputs.tasks)
 
 
-def write_outputs(data, folder, trial, predictions, splits):
-    """Prediction files and GLUE submission files of `splits`."""
+def output_splits(inputs, trial, n_writes_distill, n_writes_test):
+    """[(task_id, split)] trial `trial` writes predictions of: train for
+    the first `n_writes_distill` trials (the targets of later students),
+    dev and test for the first `n_writes_test`."""
+    splits = []
+    if trial <= n_writes_distill:
+        splits += [(i, "train") for i in range(len(inputs.tasks))]
+    if trial <= n_writes_test:
+        splits += inputs.test_splits()
+    return sorted(splits, key=lambda s: s[0])
+
+
+def write_outputs(inputs, folder, trial, predictions, splits):
+    """Prediction files and GLUE submission files of `splits`, in
+    `folder` (a `ModelDir`)."""
     for task_id, split in splits:
-        task = data.tasks[task_id]
-        examples, _ = data.split(task_id, split)
+        task = inputs.tasks[task_id]
+        examples, _ = inputs.split(task_id, split)
         eids, outputs = predictions[(task.name, split)]
         outputs_lib.write_predictions(
-            outputs_lib.predictions_path(folder.path, task.name, split,
-                                         trial),
+            folder.predictions_path(task.name, split, trial),
             task, examples, eids, outputs)
         if split in task.submission_files:
             outputs_lib.write_glue_submission(

@@ -4,8 +4,9 @@ before anything is trained."""
 import os
 
 from bam_tf.errors import RunError
-from bam_tf.experiment import identity as identity_lib
-from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.store import identity as identity_lib
+from bam_tf.store import migration
+from bam_tf.store.model_dir import ModelDir
 from bam_tf.tasks import get_tasks
 
 # Fields that decide the encoder's architecture and vocabulary.
@@ -47,11 +48,8 @@ class InitSource:
         folder written before fingerprints, by its encoder path)."""
         config, source = self.config, self.folder
         saved = source.read_identity()
-        if saved is not None:
-            same = saved.get("encoder") == encoder_print
-        else:
-            path = (source.read_saved_config() or {}).get("pretrained_model")
-            same = config.debug or path == config.pretrained_model
+        same = (saved.get("encoder") == encoder_print if saved is not None
+                else migration.same_encoder_by_path(source, config))
         if not same:
             raise RunError(
                 f"--init_from_model={config.init_from_model} was trained "
@@ -61,8 +59,7 @@ class InitSource:
 
     def vocabulary(self):
         """The debug vocabulary the source learned from its data."""
-        with open(self.folder.vocab_path, encoding="utf-8") as f:
-            return f.read().splitlines()
+        return self.folder.read_vocabulary()
 
     def head_specs(self):
         return [t.head_spec

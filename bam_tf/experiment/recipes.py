@@ -21,8 +21,9 @@ from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
 from bam_tf.config import Runtime
-from bam_tf.experiment import identity as identity_lib
-from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.distribute import get_strategy
+from bam_tf.store import identity as identity_lib
+from bam_tf.store.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
@@ -69,9 +70,11 @@ def plan(recipe, prefix, task_names):
          {t: _name(prefix, t, "s2m-to-single") for t in task_names})]
 
 
-def recipe_configs(recipe, prefix, task_names, values, debug=False):
+def recipe_configs(recipe, prefix, task_names, values, debug=False,
+                   runtime=None):
     """The validated configuration of every step of a recipe, teachers
-    before their students.
+    before their students; each checked against `runtime` too, where
+    given.
 
     Args:
         recipe: one of `RECIPES`.
@@ -80,6 +83,7 @@ def recipe_configs(recipe, prefix, task_names, values, debug=False):
         values: configuration values set by the user (bam_dir, glue_dir,
             pretrained_model, num_trials, ...); they override the presets.
         debug: apply the debug preset (tiny encoder) over the paper's ones.
+        runtime: the `Runtime` every step will run with.
     """
     runs = plan(recipe, prefix, task_names)
     weights = _task_loss_weights(values, runs, recipe)
@@ -94,6 +98,8 @@ def recipe_configs(recipe, prefix, task_names, values, debug=False):
                          "task_loss_weights": weights if kind == "multi"
                          else {}}
         configs.append(RunConfig.from_dict(config_values))
+        if runtime is not None:
+            runtime.validate(configs[-1])
     return configs
 
 
@@ -149,11 +155,21 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
 
     Args: as `recipe_configs`, and the strategy, verbosity and `Runtime`
         of `train_and_evaluate`.
+
+    Example:
+
+    ```python
+    table = run_recipe("single_to_multi", "bam", ["rte", "mrpc"],
+                       {"bam_dir": bam_dir}, debug=True)
+    print(format_table(table))
+    ```
     """
     runtime = runtime or Runtime()
-    configs = recipe_configs(recipe, prefix, task_names, values, debug)
-    for config in configs:  # every step is checked before the first trains
-        runtime.validate(config)
+    # Every step is checked before the first trains, and before any
+    # device is touched.
+    configs = recipe_configs(recipe, prefix, task_names, values, debug,
+                             runtime)
+    strategy = strategy or get_strategy(runtime.strategy, runtime.tpu)
     needed = _needed_teacher_trials(configs)
     pending = list(configs)
     waited = False

@@ -4,13 +4,14 @@ the student's training examples by example id."""
 import os
 
 import numpy as np
+from absl import logging
 
 from bam_tf.errors import BamError
-from bam_tf.experiment.model_dir import ModelDir
-from bam_tf.experiment.outputs import OutputFileError
-from bam_tf.experiment.outputs import predictions_path
-from bam_tf.experiment.outputs import read_predictions
-from bam_tf.experiment.outputs import text_hashes
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.model_dir import ModelDirError
+from bam_tf.store.outputs import OutputFileError
+from bam_tf.store.outputs import read_predictions
+from bam_tf.store.outputs import text_hashes
 
 
 class TeacherError(BamError):
@@ -26,8 +27,9 @@ def teacher_targets(bam_dir, teacher_model, task, examples, trials=(1,)):
     label set, regression against classification, other texts under the
     same ids (a file made from other data).
     """
-    model_dir = ModelDir(bam_dir, teacher_model).path
-    if not os.path.isdir(model_dir):
+    folder = ModelDir(bam_dir, teacher_model)
+    model_dir = folder.path
+    if not folder.exists():
         raise TeacherError(
             f"Teacher {teacher_model!r} for task {task.name!r}: no model "
             f"folder {model_dir}; train it first (or use "
@@ -35,7 +37,7 @@ def teacher_targets(bam_dir, teacher_model, task, examples, trials=(1,)):
     hashes = text_hashes(examples)
     aligned = []
     for trial in trials:
-        path = predictions_path(model_dir, task.name, "train", trial)
+        path = folder.predictions_path(task.name, "train", trial)
         try:
             arrays = read_predictions(path)
         except OutputFileError as e:
@@ -82,3 +84,25 @@ def _align(path, arrays, task, examples, hashes):
     if task.is_regression:
         return task.scale_label(arrays["predictions"][rows])
     return arrays["logits"][rows]
+
+
+def warn_if_other_encoder(config, teacher_model):
+    """Born-again students share their teachers' architecture (paper
+    section 3); another encoder is allowed, but said."""
+    try:
+        teacher = ModelDir(config.bam_dir, teacher_model).read_saved_config()
+    except ModelDirError:
+        return
+    if teacher is None:
+        return
+    mine = (config.debug, config.pretrained_model)
+    theirs = (teacher.get("debug"), teacher.get("pretrained_model"))
+    if mine[0] != theirs[0] or (not mine[0] and os.path.basename(
+            str(mine[1]).rstrip("/")) != os.path.basename(
+                str(theirs[1]).rstrip("/"))):
+        logging.warning(
+            "Teacher %s was trained from encoder %s, the student %s uses %s: "
+            "not born-again distillation (same architecture) but "
+            "distillation across encoders.", teacher_model,
+            "debug" if theirs[0] else theirs[1], config.model_name,
+            "debug" if mine[0] else mine[1])

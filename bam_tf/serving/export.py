@@ -17,9 +17,11 @@ import tensorflow as tf
 
 from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
-from bam_tf.experiment.model_dir import ModelDir
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.ownership import MODEL_FOLDER_FILES
+from bam_tf.store.ownership import RESERVED_FOLDERS
 from bam_tf.io_utils import atomic_write_json
-from bam_tf.model.bam_model import BamModel
+from bam_tf.model.factory import build_model
 from bam_tf.serving.hf_folder import write_hf_folder
 from bam_tf.serving.keras_hub_preset import write_keras_hub_preset
 from bam_tf.serving.task_table import TASKS_FILE
@@ -33,9 +35,7 @@ def load_trained_model(model_dir, trial=1, pretrained_model=None):
     """(model, tokenizer, config, tasks) of a model folder's trial.
     `pretrained_model` names the encoder (its architecture and tokenizer)
     where it is no longer where the run found it."""
-    folder = ModelDir(os.path.dirname(os.path.dirname(
-        os.path.abspath(model_dir))), os.path.basename(
-            os.path.normpath(model_dir)))
+    folder = ModelDir.at(model_dir)
     weights = folder.weights_path(trial)
     for path in (folder.config_path, weights):
         if not os.path.exists(path):
@@ -45,15 +45,10 @@ def load_trained_model(model_dir, trial=1, pretrained_model=None):
     if pretrained_model and not config.debug:
         config = config.replace(pretrained_model=pretrained_model)
     tasks = get_tasks(config.task_names)
-    vocabulary = None
-    if config.debug:  # the debug vocabulary was learned from the data
-        with open(folder.vocab_path, encoding="utf-8") as f:
-            vocabulary = f.read().splitlines()
-    encoder = build_encoder(config, vocabulary=vocabulary)
-    model = BamModel(encoder.backbone, [t.head_spec for t in tasks])
-    dummy = tf.ones([1, 4], tf.int32)
-    model({"token_ids": dummy, "segment_ids": dummy * 0,
-           "padding_mask": dummy})
+    # The debug vocabulary was learned from the data.
+    encoder = build_encoder(config, vocabulary=folder.read_vocabulary()
+                            if config.debug else None)
+    model = build_model(encoder.backbone, [t.head_spec for t in tasks])
     load_weights(model, weights)
     return model, encoder.tokenizer, config, tasks
 
@@ -127,8 +122,6 @@ class _Server(tf.Module):
 # folder is written over; any other non-empty folder is refused.
 _EXPORT_MARKERS = {"saved_model": TASKS_FILE, "keras_hub": "bam_heads.json",
                    "transformers": "config.json"}
-# Files that make a folder a model folder (or a BAM_DIR's part of one).
-_RUN_FILES = ("results.json", "identity.json", "runs.json", ".lock")
 
 
 def check_export_dir(model_dir, export_dir, form):
@@ -140,8 +133,7 @@ def check_export_dir(model_dir, export_dir, form):
     target = os.path.realpath(export_dir)
     model = os.path.realpath(model_dir)
     bam_dir = os.path.dirname(os.path.dirname(model))
-    reserved = [os.path.join(bam_dir, name) for name in (
-        "models", "cache", "comparisons", "glue_data", "pretrained_models")]
+    reserved = [os.path.join(bam_dir, name) for name in RESERVED_FOLDERS]
     inside = lambda root: target == root or target.startswith(root + os.sep)
     where = ("the model folder it exports" if inside(model)
              else f"the BAM_DIR {bam_dir}" if target == bam_dir
@@ -149,7 +141,7 @@ def check_export_dir(model_dir, export_dir, form):
                         if inside(r)), None))
     if where is None and os.path.isdir(target):
         names = set(os.listdir(target))
-        if names & set(_RUN_FILES):
+        if names & set(MODEL_FOLDER_FILES + (".lock",)):
             where = "a model folder"
         elif names and _EXPORT_MARKERS[form] not in names:
             where = "a non-empty folder that holds no earlier export of " \

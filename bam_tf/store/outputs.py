@@ -28,11 +28,6 @@ def text_hashes(examples):
     return hashes
 
 
-def predictions_path(model_dir, task_name, split, trial):
-    return os.path.join(model_dir, "outputs",
-                        f"{task_name}_{split}_predictions_{trial}.npz")
-
-
 def write_predictions(path, task, examples, eids, outputs):
     """Predictions of one split, keyed by example id.
 

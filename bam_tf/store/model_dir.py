@@ -1,10 +1,12 @@
-"""`ModelDir`: the layout of BAM_DIR/models/<name>/ as code, and the only
-place that reads or writes its bookkeeping files.
+"""`ModelDir`: the layout of BAM_DIR/models/<name>/ as code. Every path
+inside a model folder is built here; the files' formats live beside it in
+`bam_tf.store` (predictions in `outputs`, locks and claims in `locking`,
+the identity in `identity`, earlier versions' folders in `migration`).
 
     config.json       the configuration of the newest start; paths inside
                       the BAM_DIR relative to it ("./glue_data", "." for
                       the BAM_DIR itself), so they move with it
-    identity.json     what decides the run's numbers (`bam_tf.experiment.identity`)
+    identity.json     what decides the run's numbers (`bam_tf.store.identity`)
     runs.json         every start: when, where (host, pid, absolute paths),
                       which trials, output and runtime settings
     results.json/txt  the finished trials, merged under the folder's lock
@@ -12,7 +14,8 @@ place that reads or writes its bookkeeping files.
     checkpoints/trial_<k>/  what resuming trial k needs
     checkpoints/trial_<k>.weights.h5   its trained model
     logs/trial_<k>/   TensorBoard events
-    outputs/          predictions and GLUE files (`bam_tf.experiment.outputs`)
+    outputs/<task>_<split>_predictions_<k>.npz   predictions by example id
+    outputs/glue/<k>/ GLUE leaderboard files (`bam_tf.store.outputs`)
     vocab.txt         the tokenizer's vocabulary
 """
 
@@ -25,12 +28,14 @@ import time
 
 from bam_tf import config as config_lib
 from bam_tf.errors import BamError
-from bam_tf.experiment.locking import Claim
-from bam_tf.experiment.locking import FolderLock
-from bam_tf.experiment.locking import claim_alive
-from bam_tf.experiment.locking import this_process
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.store import migration
+from bam_tf.store.locking import Claim
+from bam_tf.store.locking import FolderLock
+from bam_tf.store.locking import claim_alive
+from bam_tf.store.locking import this_process
+from bam_tf.store.trial_hold import claim_trials
 
 
 class ModelDirError(BamError):
@@ -61,6 +66,13 @@ class ModelDir:
     @classmethod
     def of(cls, config):
         return cls(config.bam_dir, config.model_name)
+
+    @classmethod
+    def at(cls, path):
+        """The model folder at `path` (BAM_DIR/models/<name>)."""
+        path = os.path.abspath(path)
+        return cls(os.path.dirname(os.path.dirname(path)),
+                   os.path.basename(os.path.normpath(path)))
 
     # ------------------------------------------------------------- layout
     def file(self, *parts):
@@ -101,6 +113,22 @@ class ModelDir:
     def glue_submission_path(self, trial, file_name):
         return self.file("outputs", "glue", str(trial), file_name)
 
+    def predictions_path(self, task_name, split, trial):
+        return self.file("outputs",
+                         f"{task_name}_{split}_predictions_{trial}.npz")
+
+    def write_vocabulary(self, tokens):
+        atomic_write_text(self.vocab_path, "\n".join(tokens) + "\n")
+
+    def read_vocabulary(self):
+        """The tokens of vocab.txt; an error naming it when missing."""
+        try:
+            with open(self.vocab_path, encoding="utf-8") as f:
+                return f.read().splitlines()
+        except OSError as e:
+            raise ModelDirError(f"{self.vocab_path}: cannot read the "
+                                f"vocabulary ({e.strerror}).") from None
+
     def exists(self):
         return os.path.isdir(self.path)
 
@@ -128,7 +156,7 @@ class ModelDir:
         if saved is None:
             raise ModelDirError(f"{self.config_path} not found; train "
                                 f"{self.name!r} first.")
-        values = config_lib.migrate(saved)
+        values = migration.config_as_read_now(saved)
         values["bam_dir"] = self.bam_dir
         for key in _PATH_FIELDS:
             values[key] = self.resolve(values.get(key))
@@ -242,11 +270,12 @@ class ModelDir:
         return results
 
     # ------------------------------------------------------------- claims
-    def take_claim(self, trial, claim_timeout_secs):
-        """This process's claim on `trial`, or None when a live process
-        holds it. Call under the lock."""
-        return Claim.take(self.claim_path(trial), claim_timeout_secs,
-                          self.lock())
+    def claim_trials(self, trials, claim_timeout_secs, heartbeat_secs,
+                     exclusive=False):
+        """A `TrialHold` for each of `trials` this process is to train
+        (`bam_tf.store.trial_hold.claim_trials`)."""
+        return claim_trials(self, trials, claim_timeout_secs,
+                            heartbeat_secs, exclusive)
 
     def live_claims(self, claim_timeout_secs):
         """{trial: holder} of the claims whose process may still run."""

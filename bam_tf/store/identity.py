@@ -22,7 +22,8 @@ exists); then identity.json is written, so later runs compare everything.
 Example:
 
 ```python
-identity = build_identity(config, data, encoder_fingerprint(encoder))
+identity = build_identity(config, data_fingerprints(tasks, train, dev),
+                          teachers, encoder_fingerprint(encoder))
 differences(saved, identity)  # [] or ["experiment.learning_rate", ...]
 ```
 """
@@ -100,30 +101,31 @@ def file_fingerprint(path):
     return h.hexdigest()
 
 
-def data_fingerprints(data):
-    """{"task/split": fingerprint} of the training and dev splits."""
+def data_fingerprints(tasks, train_examples, eval_examples):
+    """{"task/split": fingerprint} of the training and dev splits:
+    `train_examples` per task, `eval_examples` by (task name, split)."""
     prints = {}
-    for task, examples in zip(data.tasks, data.train_examples):
+    for task, examples in zip(tasks, train_examples):
         prints[f"{task.name}/train"] = examples_fingerprint(examples)
-    for (task, split), examples in sorted(data.eval_examples.items()):
-        if split in _dev_splits(data, task):
-            prints[f"{task}/{split}"] = examples_fingerprint(examples)
+    dev = {(t.name, s) for t in tasks for s in t.dev_splits}
+    for key, examples in sorted(eval_examples.items()):
+        if key in dev:
+            prints["/".join(key)] = examples_fingerprint(examples)
     return prints
 
 
-def _dev_splits(data, task_name):
-    return next(t.dev_splits for t in data.tasks if t.name == task_name)
-
-
-def build_identity(config, data, encoder_print, init_print=None):
-    """The identity (a JSON-ready dict) of `config` run on `data`."""
+def build_identity(config, data_prints, teachers, encoder_print,
+                   init_print=None):
+    """The identity (a JSON-ready dict) of `config` run on the data of
+    `data_prints` (`data_fingerprints`), with `teachers` ({task: targets})
+    and the encoder and Table 3 start of those fingerprints."""
     return {
         "format": FORMAT,
         "experiment": experiment_as_read_now(config.section("experiment")),
         "encoder": encoder_print,
-        "data": data_fingerprints(data),
+        "data": data_prints,
         "teachers": {task: targets_fingerprint(targets)
-                     for task, targets in sorted(data.teachers.items())},
+                     for task, targets in sorted(teachers.items())},
         "init": init_print,
     }
 

@@ -1,0 +1,109 @@
+"""Opening a model folder for a start: a folder holds one run, by identity
+(`bam_tf.store.identity`). A start checks the folder's identity under its
+lock before it writes anything, and a folder of another run is an error,
+never overwritten unless asked."""
+
+import shutil
+
+from absl import logging
+
+from bam_tf.config import Runtime
+from bam_tf.errors import RunError
+from bam_tf.store import identity as identity_lib
+from bam_tf.store import migration
+from bam_tf.store.model_dir import ModelDir
+
+
+def check_identity(folder, config, identity, saved_encoder_print=None):
+    """Raises RunError when `folder` holds a run of another identity
+    (`bam_tf.store.identity`): what decides the numbers differs. Paths, output
+    settings and the runtime may differ. A folder holding nothing of
+    value (no finished trial, no checkpoint: a start that failed) takes
+    the new identity. Returns whether identity.json is to be (re)written.
+    Call under the folder's lock."""
+    saved = recorded = folder.read_identity()
+    if saved is None:
+        earlier = folder.read_saved_config()
+        if earlier is None:
+            return True
+        saved = migration.earlier_identity(folder, earlier, config,
+                                           identity, saved_encoder_print)
+    differ = identity_lib.differences(saved, identity)
+    if identity["encoder"] is None:  # checked without the run's inputs
+        differ = [d for d in differ if d.startswith("experiment.")]
+    if not differ:
+        return recorded is None
+    if not folder.finished_trials() and not folder.has_checkpoints():
+        logging.warning(
+            "%s held a start of another run (differs in %s) that finished "
+            "no trial and left no checkpoint: it now holds this one.",
+            folder.path, ", ".join(differ))
+        shutil.rmtree(folder.file("logs"), ignore_errors=True)
+        return True
+    old = identity_lib.experiment_as_read_now(saved.get("experiment", {}))
+    new = identity_lib.experiment_as_read_now(identity["experiment"])
+    shown = [f"{d} (saved {old[d[11:]]!r}, now {new[d[11:]]!r})"
+             if d.startswith("experiment.") else d for d in differ]
+    raise RunError(
+        f"{folder.path} holds a run with another identity: it differs in "
+        f"{', '.join(shown)}. Pick a new --model_name, or pass --overwrite "
+        "to replace the folder.")
+
+
+def open_model_dir(config, overwrite=False, identity=None, runtime=None,
+                   fingerprint_encoder=None):
+    """Opens `config`'s folder for a start of the run `identity` names:
+    an error if the folder holds another run; otherwise writes
+    identity.json (once), config.json (the newest settings, with the
+    folder's largest num_trials) and this start's line in runs.json.
+    `identity` None checks the experiment alone (no data read).
+    `fingerprint_encoder(path)`: the fingerprint of the encoder at a path,
+    for a folder written before identity.json (`migration`). Returns the
+    ModelDir.
+
+    Example:
+
+    ```python
+    folder = open_model_dir(config, identity=identity, runtime=runtime)
+    for hold in folder.claim_trials([1, 2], 600.0, 30.0): ...
+    ```
+    """
+    folder = ModelDir.of(config)
+    runtime = runtime or Runtime()
+    if overwrite:
+        _overwrite(folder, runtime)
+    if identity is None:  # without data: the experiment alone
+        identity = {"experiment": config.section("experiment"),
+                    "encoder": None, "data": {}, "teachers": {},
+                    "init": None}
+    trials = runtime.trial_numbers(config.num_trials)
+    if max(trials) > config.num_trials:
+        logging.info("--trials=%s goes past --num_trials=%d: the folder "
+                     "now holds %d trials.", ",".join(map(str, trials)),
+                     config.num_trials, max(trials))
+    saved_path = (migration.saved_encoder_path(folder, config)
+                  if identity["encoder"] is not None and fingerprint_encoder
+                  else None)
+    saved_print = fingerprint_encoder(saved_path) if saved_path else None
+    with folder.lock():
+        write = check_identity(folder, config, identity, saved_print)
+        saved = folder.read_saved_config() or {}
+        num_trials = max([config.num_trials, max(trials),
+                          saved.get("num_trials", 1)]
+                         + list(folder.finished_trials()))
+        if write and identity["encoder"] is not None:
+            folder.write_identity(identity)
+        folder.write_config(config.replace(num_trials=num_trials))
+        folder.record_start(config, runtime, trials)
+    return folder
+
+
+def _overwrite(folder, runtime):
+    held = folder.live_claims(runtime.claim_timeout_secs)
+    if held:
+        trial, holder = next(iter(held.items()))
+        raise RunError(
+            f"--overwrite: {folder.path} is in use: trial {trial} is being "
+            f"run by host {holder.get('host')!r}, pid {holder.get('pid')}. "
+            "Stop it first.")
+    folder.remove()

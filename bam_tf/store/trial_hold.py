@@ -1,0 +1,121 @@
+"""`TrialHold`: one trial of a model folder held by this process, from
+its claim to its record in results.json; `claim_trials` hands them out.
+
+The sharing protocol of a folder (docs/usage.md, "Sharing a folder") in
+one place: under the folder's lock a finished trial is skipped and an
+unfinished one is claimed; a running trial's claim is refreshed by a
+heartbeat; its record is merged under the lock only while the claim is
+still this process's; the claim is then released and, the record being
+safe, the trial's training checkpoints deleted.
+"""
+
+import shutil
+
+from absl import logging
+
+from bam_tf.errors import RunError
+from bam_tf.store.locking import Claim
+from bam_tf.store.locking import ClaimLostError
+
+
+class TrialHold:
+    """This process's hold on one trial: train inside `with hold:` and
+    `commit` the record before the block ends.
+
+    Leaving the block stops the heartbeat and releases the claim; a
+    committed trial's checkpoints are deleted, a failed one's kept (the
+    next command resumes from them). A hold lost to another process (this
+    one was paused past the claim timeout) ends the block with a warning:
+    the trial is the other process's now.
+    """
+
+    def __init__(self, folder, trial, claim, heartbeat_secs):
+        self.folder = folder
+        self.trial = trial
+        self.claim = claim
+        self.heartbeat_secs = heartbeat_secs
+        self.committed = False
+        self._beat = None
+
+    @property
+    def lost(self):
+        return self.claim.lost
+
+    def check(self):
+        """Raises ClaimLostError when the trial is no longer this
+        process's; call before writing anything lasting."""
+        self.claim.check()
+
+    def commit(self, record):
+        """Merges the trial's record into results.json, if the claim is
+        still this process's."""
+        with self.folder.lock():
+            self.claim.check()
+            self.folder.merge_results([record])
+        self.committed = True
+
+    def __enter__(self):
+        self._beat = self.claim.heartbeat(self.heartbeat_secs)
+        self._beat.__enter__()
+        return self
+
+    def __exit__(self, kind, error, trace):
+        try:
+            self._beat.__exit__(kind, error, trace)
+        finally:
+            # Free for the next command at once.
+            with self.folder.lock():
+                self.claim.release()
+        if self.committed:
+            shutil.rmtree(self.folder.checkpoints_dir(self.trial),
+                          ignore_errors=True)
+        if isinstance(error, ClaimLostError):
+            logging.warning("%s", error)
+            return True
+        return False
+
+
+def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
+                 exclusive=False):
+    """Yields a `TrialHold` for each of `trials` that is neither finished
+    nor held by another live process, in order.
+
+    `exclusive`: every trial asked for must be this process's (the
+    workers of a multi-worker cluster train each trial the chief does, in
+    step, so the chief cannot skip one); a trial held elsewhere is then
+    an error.
+
+    Example:
+
+    ```python
+    for hold in claim_trials(folder, [1, 2, 3], 600.0, 30.0):
+        with hold:
+            record = train(hold.trial, before_save=hold.check)
+            hold.commit(record)
+    ```
+    """
+    held = {}
+    for trial in trials:
+        with folder.lock():
+            if trial in folder.finished_trials():
+                logging.info("trial %d already finished; kept.", trial)
+                continue
+            claim = Claim.take(folder.claim_path(trial), claim_timeout_secs,
+                               folder.lock())
+        if claim is None:
+            if exclusive:
+                raise RunError(
+                    f"trial {trial} of {folder.path} is being run by another "
+                    "process; a multi-worker cluster cannot skip it. Give "
+                    "the cluster its own trials with --trials.")
+            held[trial] = Claim.holder(folder.claim_path(trial)) or {}
+            logging.info("trial %d is being run by host %r, pid %s; "
+                         "skipped.", trial, held[trial].get("host"),
+                         held[trial].get("pid"))
+            continue
+        yield TrialHold(folder, trial, claim, heartbeat_secs)
+    if held:
+        logging.warning(
+            "%s: trials %s are still being run by other processes; "
+            "results.json gets them when they finish.", folder.path,
+            sorted(held))
