@@ -64,6 +64,39 @@ class ConfigError(BamError):
     """A configuration that cannot run; raised before any work starts."""
 
 
+REQUIRED = dataclasses.MISSING
+_ROLES = ("experiment", "paths", "outputs", "runtime")
+
+
+def setting(default, section, help, *, path=False, encoder=False,
+            inert_unless=None, recipe_owned=False, choices=None):
+    """One setting, declared once: its default, its part of a run
+    (`section`), its help (the flag's --help, with the default and the
+    presets' values added) and its roles. The flags, the identity's
+    rules and the recipe's own settings are all read from here.
+
+    Args:
+        default: the value when unset; `REQUIRED` for none.
+        section: "experiment" (decides the numbers: the run's identity),
+            "paths" (where files are), "outputs" (what is written) or
+            "runtime" (how the run is carried out: `Runtime`).
+        help: one line of help.
+        path: a path, saved in config.json relative to the BAM_DIR.
+        encoder: decides the encoder's architecture or vocabulary (a
+            Table 3 start must have the same).
+        inert_unless: the switch without which the setting changes no
+            number (the identity then ignores it).
+        recipe_owned: set per step by a recipe, never by its user.
+        choices: the values a runtime flag takes.
+    """
+    if section not in _ROLES:
+        raise ValueError(f"section must be one of {_ROLES}, got {section!r}")
+    metadata = {"section": section, "help": help, "path": path,
+                "encoder": encoder, "inert_unless": inert_unless,
+                "recipe_owned": recipe_owned, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What a run computes (`section("experiment")`), where its files are
@@ -75,66 +108,152 @@ class RunConfig:
     Example:
     >>> config = RunConfig.from_dict(
     ...     {**PRESETS["single_task"], "model_name": "rte-model",
-    ...      "bam_dir": "/tmp/bam", "task_names": ["rte"]})
+    ...      "bam_dir": "/tmp/bam", "task_names": ["rte"], "debug": True})
     >>> config.train_batch_size
     32
     """
 
-    model_name: str
-    bam_dir: str
-    task_names: tuple
-    glue_dir: Optional[str] = None
-    data_source: str = "tsv"
-    pretrained_model: Optional[str] = None
-    debug: bool = False
-    # Tiny random encoder used by `debug` (the original's debug mode).
-    debug_hidden_size: int = 64
-    debug_num_layers: int = 2
-    debug_vocab_size: int = 1000
-    max_seq_length: int = 128
-    # The batch layout (`bam_tf.data.batching`): "packed" (no padding; the
-    # mixed stream's own batches, as "longest" and "max_length"), "buckets"
-    # (batches regrouped by length), "longest" (each batch padded to its
-    # longest example), "max_length" (padded to max_seq_length).
-    padding: str = "packed"
-    # None (float32), "mixed_float16" (with loss scaling) or "mixed_bfloat16".
-    mixed_precision: Optional[str] = None
-    train_batch_size: int = 128
-    eval_batch_size: int = 128
-    learning_rate: float = 1e-4
-    lr_decay: float = 0.9
-    num_train_epochs: float = 6.0
-    warmup_proportion: float = 0.1
-    weight_decay_rate: float = 0.01
-    clip_norm: float = 1.0
-    # Before each head; also inside the debug encoder (a pretrained one
-    # keeps the dropout its checkpoint's config sets).
-    dropout_rate: float = 0.1
-    task_weight_exponent: float = 0.75
-    # ((task, weight), ...): each example's loss times its task's weight
-    # (1 if unnamed). Not in the original, whose per-task loss weights only
-    # made up for its approximate sampling; here sampling is exact and the
-    # default is the original's plain sum. For a task the shared encoder
-    # under-serves (docs/results.md, part 5: STS-B's small squared errors).
-    task_loss_weights: tuple = ()
-    double_unordered: bool = True
-    max_train_examples: Optional[int] = None
-    distill: bool = False
-    teachers: tuple = ()  # ((task, teacher_model_name), ...)
-    teacher_trials: tuple = (1,)
-    teacher_annealing: bool = True
-    # Weight of the teacher's targets when annealing is off (1 - lambda).
-    distill_weight: float = 0.5
-    distill_temperature: float = 1.0
-    # Table 3: start from another model folder's trained weights.
-    init_from_model: Optional[str] = None
-    init_from_trial: int = 1
-    num_trials: int = 1
-    seed: int = 1
-    n_writes_distill: int = 5
-    n_writes_test: int = 5
-    eval_each_epoch: bool = True
-    cache_features: bool = True
+    # === Paths: where the run's files are ===
+    model_name: str = setting(
+        REQUIRED, "paths", "Folder under BAM_DIR/models for this run's "
+        "outputs (born_again.py: the prefix of every model's name).",
+        recipe_owned=True)
+    bam_dir: str = setting(
+        REQUIRED, "paths", "Root folder (glue_data/, pretrained_models/, "
+        "models/).")
+    task_names: tuple = setting(
+        REQUIRED, "experiment", "Comma-separated tasks, e.g. rte,mrpc,sts "
+        "(GLUE: cola, sst, mrpc, sts, qqp, mnli, qnli, rte, wnli; or your "
+        "own, --task_modules).", recipe_owned=True)
+    glue_dir: Optional[str] = setting(
+        None, "paths", "GLUE folder (default BAM_DIR/glue_data).",
+        path=True)
+    data_source: str = setting(
+        "tsv", "experiment", "tsv (GLUE files) or tfds (TensorFlow "
+        "Datasets glue/*).")
+    # The encoder's path is where it was found; what it is, is its
+    # fingerprint in the run's identity.
+    pretrained_model: Optional[str] = setting(
+        None, "paths", "keras-hub preset, local folder (keras-hub, Hugging "
+        "Face or TF1 BERT checkpoint) or a name under "
+        "BAM_DIR/pretrained_models.", path=True)
+    # === The experiment: what decides every number ===
+    debug: bool = setting(
+        False, "experiment", "Tiny random encoder instead of "
+        "--pretrained_model (the original's debug mode).", encoder=True,
+        recipe_owned=True)
+    debug_hidden_size: int = setting(
+        64, "experiment", "Hidden size of the --debug encoder.",
+        encoder=True, inert_unless="debug")
+    debug_num_layers: int = setting(
+        2, "experiment", "Transformer layers of the --debug encoder.",
+        encoder=True, inert_unless="debug")
+    debug_vocab_size: int = setting(
+        1000, "experiment", "WordPiece vocabulary size of the --debug "
+        "encoder (learned from the training data).", encoder=True,
+        inert_unless="debug")
+    max_seq_length: int = setting(
+        128, "experiment", "Tokens per example after packing; longer pairs "
+        "are truncated longest-first, as BERT does.")
+    # The batch layout (`bam_tf.data.batching`): "packed", "longest" and
+    # "max_length" lay out the mixed stream's own batches; "buckets"
+    # regroups the stream by length.
+    padding: str = setting(
+        "packed", "experiment", "packed (each batch's examples laid end to "
+        "end in rows, no padding computed; static shapes on TPU and with "
+        "--jit_compile), longest (each batch to its longest), max_length "
+        "(every batch to --max_seq_length), buckets (the stream regrouped "
+        "by length: other batches).")
+    mixed_precision: Optional[str] = setting(
+        None, "experiment", "mixed_float16 (loss scaling) or "
+        "mixed_bfloat16; unset: float32.")
+    train_batch_size: int = setting(
+        128, "experiment", "Training batch over all devices (paper: 32 "
+        "single-task, 128 multi-task).")
+    # Evaluation batches are padded away by masks: their size changes no
+    # score.
+    eval_batch_size: int = setting(
+        128, "outputs", "Batch size for dev/test/train predictions (changes "
+        "no score).")
+    learning_rate: float = setting(
+        1e-4, "experiment", "Peak learning rate of the top layer (paper: "
+        "5e-5 single-task, 1e-4 multi-task, 1e-5 Table 3).")
+    lr_decay: float = setting(
+        0.9, "experiment", "Layer-wise learning-rate decay alpha: a layer at "
+        "depth d gets learning_rate * alpha^d.")
+    num_train_epochs: float = setting(
+        6.0, "experiment", "Training epochs (fractions allowed); one epoch "
+        "is the sum of the tasks' training sizes.")
+    warmup_proportion: float = setting(
+        0.1, "experiment", "Share of steps of linear warm-up before linear "
+        "decay to 0.")
+    weight_decay_rate: float = setting(
+        0.01, "experiment", "Decoupled weight decay (not on LayerNorm and "
+        "biases).")
+    clip_norm: float = setting(
+        1.0, "experiment", "Gradients clipped to this global norm.")
+    # A pretrained encoder keeps the dropout its checkpoint's config sets.
+    dropout_rate: float = setting(
+        0.1, "experiment", "Dropout before each head (and inside the debug "
+        "encoder; a pretrained one keeps its own).")
+    task_weight_exponent: float = setting(
+        0.75, "experiment", "Sample tasks in proportion to |D|^exponent "
+        "(1.0 proportional, 0.0 uniform).")
+    # Not in the original, whose per-task loss weights only made up for
+    # its approximate sampling; here sampling is exact and the default is
+    # the original's plain sum. For a task the shared encoder under-serves
+    # (docs/results.md, part 5: STS-B's small squared errors).
+    task_loss_weights: tuple = setting(
+        (), "experiment", "task:weight,... multiplies each example's loss "
+        "by its task's weight (default 1; multi-task runs; not in the "
+        "original).")
+    double_unordered: bool = setting(
+        True, "experiment", "Train on both orders of unordered pairs (MRPC, "
+        "STS-B), as the original does.")
+    max_train_examples: Optional[int] = setting(
+        None, "experiment", "Train on the first N examples of each task "
+        "(quick runs).")
+    distill: bool = setting(
+        False, "experiment", "Learn from the teachers' targets "
+        "(--teachers).", recipe_owned=True)
+    teachers: tuple = setting(
+        (), "experiment", "task:teacher_model,... (with --distill).",
+        inert_unless="distill", recipe_owned=True)
+    teacher_trials: tuple = setting(
+        (1,), "experiment", "Teacher trial(s) whose targets to use; several "
+        "give an ensemble (mean).", inert_unless="distill")
+    teacher_annealing: bool = setting(
+        True, "experiment", "lambda rises from 0 to 1 over training (target "
+        "= lambda * gold + (1 - lambda) * teacher); off: lambda fixed at 1 - "
+        "--distill_weight.", inert_unless="distill")
+    distill_weight: float = setting(
+        0.5, "experiment", "Teacher weight (1 - lambda) without annealing.",
+        inert_unless="distill")
+    distill_temperature: float = setting(
+        1.0, "experiment", "Knowledge-distillation temperature (the paper: "
+        "1).", inert_unless="distill")
+    init_from_model: Optional[str] = setting(
+        None, "experiment", "Table 3: start from this model folder's "
+        "trained encoder and shared heads.")
+    init_from_trial: int = setting(
+        1, "experiment", "Which trial of --init_from_model to start from.",
+        inert_unless="init_from_model")
+    # === Outputs: what a run writes ===
+    num_trials: int = setting(
+        1, "outputs", "Trials (seeds) the folder holds; trial i uses seed + "
+        "i - 1.")
+    seed: int = setting(1, "experiment", "Seed of trial 1.")
+    n_writes_distill: int = setting(
+        5, "outputs", "The first N trials write training-set predictions "
+        "(the targets of later students).")
+    n_writes_test: int = setting(
+        5, "outputs", "The first N trials write dev and test predictions "
+        "and GLUE files.")
+    eval_each_epoch: bool = setting(
+        True, "outputs", "Dev scores to the log and TensorBoard after every "
+        "epoch.")
+    cache_features: bool = setting(
+        True, "outputs", "Reuse tokenized features under BAM_DIR/cache.")
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -177,8 +296,9 @@ class RunConfig:
             raise ConfigError(f"{path}: expected a JSON object of "
                               f"configuration keys, got "
                               f"{type(values).__name__}.")
+        from bam_tf.store import migration  # noqa: PLC0415 (no cycle)
         try:
-            return cls.from_dict(migrate(values))
+            return cls.from_dict(migration.config_as_read_now(values))
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
@@ -276,41 +396,29 @@ class RunConfig:
                   "learn from them, or drop --teachers.")
 
 
-# Which part of a run each field belongs to. The experiment decides every
-# number a run computes: two runs with equal experiments (and equal
-# encoder, data and teacher fingerprints, `bam_tf.store.identity`) compute the
-# same trials, wherever their files are and whatever they write.
-SECTIONS = {
-    "experiment": (
-        "task_names", "data_source", "debug", "debug_hidden_size",
-        "debug_num_layers", "debug_vocab_size", "max_seq_length", "padding",
-        "mixed_precision", "train_batch_size", "learning_rate", "lr_decay",
-        "num_train_epochs", "warmup_proportion", "weight_decay_rate",
-        "clip_norm", "dropout_rate", "task_weight_exponent",
-        "task_loss_weights", "double_unordered", "max_train_examples",
-        "distill", "teachers", "teacher_trials", "teacher_annealing",
-        "distill_weight", "distill_temperature", "init_from_model",
-        "init_from_trial", "seed"),
-    # The encoder's path is where it was found; what it is, is its
-    # fingerprint in the run's identity.
-    "paths": ("model_name", "bam_dir", "glue_dir", "pretrained_model"),
-    # Evaluation batches are padded away by masks, so their size changes
-    # no score.
-    "outputs": ("num_trials", "n_writes_distill", "n_writes_test",
-                "eval_each_epoch", "eval_batch_size", "cache_features"),
-}
-
-# Keys that earlier versions saved in config.json and that are no longer
-# part of the configuration: `steps_per_execution` is how a run is
-# carried out (`Runtime`).
-_MOVED_OUT = ("steps_per_execution",)
+def _with(role, value=True):
+    return tuple(f.name for f in dataclasses.fields(RunConfig)
+                 if f.metadata[role] == value)
 
 
-def migrate(saved):
-    """A config.json written by any version, as `RunConfig.from_dict`
-    takes it: keys that moved out of the configuration are dropped; keys
-    added since take their defaults, which keep the earlier behaviour."""
-    return {k: v for k, v in saved.items() if k not in _MOVED_OUT}
+# Which part of a run each setting belongs to. The experiment decides
+# every number a run computes: two runs with equal experiments (and equal
+# encoder, data and teacher fingerprints, `bam_tf.store.identity`)
+# compute the same trials, wherever their files are and whatever they
+# write.
+SECTIONS = {name: _with("section", name)
+            for name in ("experiment", "paths", "outputs")}
+# Settings saved relative to the BAM_DIR, so that they move with it.
+PATH_FIELDS = _with("path")
+# Settings that decide the encoder's architecture and vocabulary.
+ENCODER_FIELDS = _with("encoder")
+# Settings a recipe sets for each of its steps.
+RECIPE_OWNED = _with("recipe_owned")
+# {switch: settings that change no number while it is off}.
+INERT_UNLESS = {switch: _with("inert_unless", switch) for switch in
+                dict.fromkeys(f.metadata["inert_unless"]
+                              for f in dataclasses.fields(RunConfig)
+                              if f.metadata["inert_unless"])}
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -320,45 +428,56 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 class Runtime:
     """How a run is carried out, not what it computes: never part of the
     run's identity (a folder's trials can be run on any hardware, in any
-    number of processes, and come out the same).
+    number of processes, and come out the same). Each setting's help is
+    its declaration's (`--help` shows it).
 
-    Attributes:
-        strategy: "default" (one device), "mirrored" (local GPUs),
-            "multi_worker" (TF_CONFIG) or "tpu".
-        tpu: TPU name or address, with strategy "tpu".
-        save_checkpoints_steps: checkpoint every N steps; None: by time.
-        save_checkpoints_secs: checkpoint every so many seconds.
-        jit_compile: XLA for the whole training step (one program per
-            input shape: packed batches then take static shapes; pair it
-            with "packed", "buckets" or "max_length"; its own dropout
-            masks; docs/hardware.md).
-        micro_batch_size: examples each replica runs through the network at
-            once, gradients summed over its batch before the one update
-            (`BamModel`); None, or a size at least the replica's batch: the
-            whole batch at once (so one value serves a recipe whose steps
-            have batches of 32 and 128). Memory, not the
-            experiment: the batches, updates and steps stay those of
-            `train_batch_size` (the sums' order and dropout masks differ).
-        steps_per_execution: training steps per call into the device (the
-            original's iterations_per_loop).
-        trials: the trial numbers this process runs (None: every unfinished
-            trial of 1..num_trials that no live process holds).
-        claim_timeout_secs: a trial claimed from another host whose claim
-            has not been refreshed for this long is taken over (on the same
-            host, a claim is taken over as soon as its process is gone).
-        heartbeat_secs: how often a running trial refreshes its claim.
+    Example:
+    >>> Runtime(strategy="mirrored", micro_batch_size=8).micro_batches(
+    ...     RunConfig(model_name="m", bam_dir="/tmp", task_names=("rte",),
+    ...               debug=True), replicas=2)
+    8
     """
 
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    save_checkpoints_steps: Optional[int] = None
-    save_checkpoints_secs: float = 300.0
-    jit_compile: bool = False
-    micro_batch_size: Optional[int] = None
-    steps_per_execution: int = 1
-    trials: Optional[tuple] = None
-    claim_timeout_secs: float = 600.0
-    heartbeat_secs: float = 30.0
+    strategy: str = setting(
+        "default", "runtime", "Hardware: one device, local GPUs, "
+        "multi-worker (TF_CONFIG) or TPU.", choices=STRATEGIES)
+    tpu: Optional[str] = setting(
+        None, "runtime", "TPU name or address (--strategy=tpu).")
+    save_checkpoints_steps: Optional[int] = setting(
+        None, "runtime", "Checkpoint every N steps (default: by time).")
+    save_checkpoints_secs: float = setting(
+        300.0, "runtime", "Checkpoint every so many seconds of training.")
+    # XLA draws its own dropout masks (docs/hardware.md).
+    jit_compile: bool = setting(
+        False, "runtime", "XLA-compile the training step (one program per "
+        "shape: packed batches then take static shapes; use with "
+        "--padding=packed, buckets or max_length).")
+    # Memory, not the experiment: the batches, updates and steps stay
+    # those of train_batch_size (the sums' order and dropout masks
+    # differ). A size at least the replica's batch is the whole batch, so
+    # one value serves a recipe whose steps have batches of 32 and 128.
+    micro_batch_size: Optional[int] = setting(
+        None, "runtime", "Gradient accumulation, for memory: each replica "
+        "runs its share of a training batch through the network this many "
+        "examples at a time and makes one update from the summed gradients "
+        "(the same batches, steps and schedule as without it). Must divide "
+        "train_batch_size / replicas, or be at least it (the whole batch at "
+        "once).")
+    steps_per_execution: int = setting(
+        1, "runtime", "Training steps per call into the device (the "
+        "original's iterations_per_loop).")
+    trials: Optional[tuple] = setting(
+        None, "runtime", "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
+        "(default: every unfinished trial of 1..num_trials that no live "
+        "process holds). Copies of one command on many GPUs or machines "
+        "share the trials out either way.")
+    claim_timeout_secs: float = setting(
+        600.0, "runtime", "A trial claimed by a process on another host "
+        "whose heartbeat is older than this is taken over (on the same "
+        "host: as soon as that process is gone).")
+    heartbeat_secs: float = setting(
+        30.0, "runtime", "How often a running trial refreshes its claim "
+        "(--claim_timeout_secs must exceed twice it).")
 
     def validate(self, config, replicas=1, tpu=None):
         """Checks this runtime against `config` on `replicas` devices,

@@ -16,15 +16,15 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from bam_tf.config import RunConfig
 from bam_tf.data import packing
 from bam_tf.data import pipeline
 from bam_tf.data.batching import Batching
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
 from bam_tf.encoders.encoder import load_encoder
-from bam_tf.model.bam_model import BamModel
-from bam_tf.model.optimization import build_optimizer
-from bam_tf.model.schedule import TrainSchedule
+from bam_tf.model.factory import build_model
+from bam_tf.model.factory import compile_for_training
 from bam_tf.tasks import get_tasks
 from bam_tf_benchmarks import compute
 
@@ -115,13 +115,12 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
                       sequence_length=None, learning_rate=5e-5, seed=1,
                       exponent=0.75, predict=True, profile_dir=None,
                       micro_batch_size=None, jit_compile=False,
-                      change_model=None, batching=None, jit_update=None):
+                      change_model=None, batching=None):
     """Training (and prediction) throughput of the BAM model.
 
     `batching` (a `Batching`), where given, lays out the batches instead
-    of `bucket_lengths` and `sequence_length`. `jit_update`: the compiled
-    optimizer update (default: as a run compiles it: always with
-    `batching`).
+    of `bucket_lengths` and `sequence_length`. The model is built and
+    compiled as a run's (`bam_tf.model.factory`).
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
@@ -137,9 +136,6 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     else:
         layout = batching.train_args(features, batch_size, exponent)
         eval_layout = batching.eval_args(features[0], batch_size)
-    if jit_update is None:
-        jit_update = (bucket_lengths is not None or sequence_length is not None
-                      if batching is None else True)
     train, _ = pipeline.train_dataset(
         tasks, features, batch_size, seed, exponent, **layout)
     # The stream is a function of the seed: its batch shapes and real
@@ -151,16 +147,17 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     timed = batches[warmup_steps:warmup_steps + steps]
     lengths = np.concatenate([example_lengths(b) for b in timed])
     real_tokens = int(lengths.sum())
-    model = BamModel(backbone, [t.head_spec for t in tasks])
-    model(batches[0])
-    model.compile(
-        optimizer=build_optimizer(
-            model, backbone, learning_rate, warmup_steps + steps,
-            lr_decay=1.0, jit_update=jit_update),
-        schedule=TrainSchedule(total_steps=warmup_steps + steps,
-                               global_batch_size=batch_size,
-                               micro_batch_size=micro_batch_size),
-        jit_compile=jit_compile)
+    # The run configuration the steps are those of (its other settings at
+    # their defaults: warm-up, weight decay, clipping; no teachers).
+    config = RunConfig(model_name="benchmark", bam_dir=".",
+                       task_names=tuple(t.name for t in tasks),
+                       pretrained_model=backbone.name,
+                       train_batch_size=batch_size,
+                       learning_rate=learning_rate, lr_decay=1.0, seed=seed,
+                       task_weight_exponent=exponent)
+    model = build_model(backbone, [t.head_spec for t in tasks], batches[0])
+    compile_for_training(model, config, warmup_steps + steps,
+                         micro_batch_size, jit_compile=jit_compile)
     if change_model is not None:
         change_model(model)
     seconds = _timed_fit(model, train, warmup_steps, steps, profile_dir)

@@ -53,6 +53,7 @@ from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
+from bam_tf.config import PADDINGS
 from bam_tf.data.batching import Batching
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
@@ -102,8 +103,7 @@ flags.DEFINE_list("layouts", ["packed", "buckets", "max_length",
                   f"{', '.join(benchmark.LAYOUTS)}.")
 flags.DEFINE_boolean("jit_compile", False, "--measure=profile: profile the "
                      "step compiled whole with XLA.")
-flags.DEFINE_enum("padding", "packed", ["packed", "buckets", "longest",
-                                        "max_length"],
+flags.DEFINE_enum("padding", "packed", list(PADDINGS),
                   "--measure=throughput, profile, multi_vs_single: the "
                   "batch layout of bam-tf's steps (with --jit_compile, "
                   "packed rows take static shapes, as training does).")

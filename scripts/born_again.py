@@ -20,6 +20,7 @@ from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
+from bam_tf.config import RECIPE_OWNED
 from bam_tf.errors import BamError
 from bam_tf.experiment.recipes import RECIPES
 from bam_tf.experiment.recipes import comparison_base
@@ -43,9 +44,6 @@ flags.DEFINE_float(
     "student for its teachers' trials) looks again.")
 FLAGS = flags.FLAGS
 
-# Set per step by the recipe, never by the user.
-_RECIPE_OWNED = ("model_name", "task_names", "distill", "teachers", "debug")
-
 
 def main(argv):
     if len(argv) > 1:
@@ -59,7 +57,7 @@ def main(argv):
         raise app.UsageError(
             "--distill, --teachers and --preset are chosen by the recipe.")
     values = {k: v for k, v in bam_flags.config_values().items()
-              if k not in _RECIPE_OWNED}
+              if k not in RECIPE_OWNED}
     try:
         runtime = bam_flags.runtime()
         args = (FLAGS.recipe, FLAGS.model_name, list(FLAGS.task_names),

@@ -282,7 +282,16 @@ def build_report(bam_dir, model_names, bootstrap_samples=1000, seed=0,
     training set's.
 
     `glue_dir` reads the GLUE files from there instead of where each run
-    read them (its config.json): for folders moved to another machine."""
+    read them (its config.json): for folders moved to another machine.
+
+    Example:
+
+    ```python
+    report = build_report(bam_dir, ["multi=bam-multi", "bam-single-to-multi"],
+                          pairs=[("multi", "bam-single-to-multi")])
+    report["models"]["multi"]["median"]["avg"]  # the median GLUE average
+    ```
+    """
     if split not in SPLITS:
         raise ReportError(f"split {split!r}: expected one of {SPLITS}.")
     specs = [parse_model_spec(spec) for spec in model_names]
@@ -413,7 +422,15 @@ def _check_pairs(pairs, labels):
 
 
 def format_markdown(report):
-    """A Table 1-style table of medians, then the comparisons."""
+    """A Table 1-style table of medians, then the comparisons, in
+    Markdown.
+
+    Example:
+
+    ```python
+    print(format_markdown(build_report(bam_dir, ["bam-multi", "bam-s2m"])))
+    ```
+    """
     columns = report["tasks"] + ["avg"]
     lines = ["| model | trials | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]

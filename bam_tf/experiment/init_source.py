@@ -3,16 +3,12 @@ before anything is trained."""
 
 import os
 
+from bam_tf import config as config_lib
 from bam_tf.errors import RunError
 from bam_tf.store import identity as identity_lib
 from bam_tf.store import migration
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.tasks import get_tasks
-
-# Fields that decide the encoder's architecture and vocabulary.
-_ENCODER_FIELDS = ("debug", "debug_hidden_size", "debug_num_layers",
-                   "debug_vocab_size")
-
 
 class InitSource:
     """The run `config.init_from_model` names, and its trial
@@ -32,7 +28,7 @@ class InitSource:
             raise RunError(
                 f"--init_from_model: {source.config_path} not found.")
         source_config = source.read_config()
-        differ = [f for f in _ENCODER_FIELDS
+        differ = [f for f in config_lib.ENCODER_FIELDS
                   if getattr(source_config, f) != getattr(config, f)]
         if differ:
             raise RunError(

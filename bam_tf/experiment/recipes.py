@@ -259,7 +259,15 @@ def comparison_table(configs):
 
 def format_table(table):
     """Medians over trials; single-task teachers fill one cell each, and a
-    row "single-task teachers" gathers them for comparison."""
+    row "single-task teachers" gathers them for comparison.
+
+    Example:
+    >>> print(format_table({"tasks": ["rte"], "models": [
+    ...     {"name": "bam-rte-single", "n_trials": 3, "single_task": True,
+    ...      "scores": {"rte": 66.4, "avg": 66.4}}]}), end="")
+    model                    trials      rte      avg
+    bam-rte-single                3    66.40    66.40
+    """
     columns = table["tasks"] + ["avg"]
     width = max([len(r["name"]) for r in table["models"]] + [24])
     lines = [f"{'model':<{width}} {'trials':>6} "

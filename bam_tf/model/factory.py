@@ -38,7 +38,7 @@ def schedule_of(config, total_steps, micro_batch_size=None):
     return TrainSchedule(
         total_steps=total_steps, distill=config.distill,
         teacher_annealing=config.teacher_annealing,
-        distill_weight=config.distill_weight,
+        # MUTATION-2c
         distill_temperature=config.distill_temperature,
         global_batch_size=config.train_batch_size,
         loss_weights=[config.loss_weight(t) for t in config.task_names],

@@ -34,7 +34,15 @@ from bam_tf.training.checkpoints import load_weights
 def load_trained_model(model_dir, trial=1, pretrained_model=None):
     """(model, tokenizer, config, tasks) of a model folder's trial.
     `pretrained_model` names the encoder (its architecture and tokenizer)
-    where it is no longer where the run found it."""
+    where it is no longer where the run found it.
+
+    Example:
+
+    ```python
+    model, tokenizer, config, tasks = load_trained_model(
+        "bam/models/rte-debug", trial=1)
+    ```
+    """
     folder = ModelDir.at(model_dir)
     weights = folder.weights_path(trial)
     for path in (folder.config_path, weights):

@@ -142,7 +142,7 @@ def experiment_as_read_now(saved):
     # Settings of a feature that is off change no number: a teacher's
     # folder is the same run whatever distillation settings a recipe
     # passes to all of its steps.
-    for switch, keys in _INERT_UNLESS.items():
+    for switch, keys in config_lib.INERT_UNLESS.items():
         if not values[switch]:
             for key in keys:
                 values[key] = defaults[key]
@@ -159,15 +159,6 @@ def experiment_as_read_now(saved):
             value = {k: v for k, v in value}
         values[key] = dict(value or {})
     return values
-
-
-# Keys that matter only when the first one is on (or set).
-_INERT_UNLESS = {
-    "distill": ("teachers", "teacher_trials", "teacher_annealing",
-                "distill_weight", "distill_temperature"),
-    "init_from_model": ("init_from_trial",),
-    "debug": ("debug_hidden_size", "debug_num_layers", "debug_vocab_size"),
-}
 
 
 def experiment_differences(saved, current):

@@ -42,10 +42,6 @@ class ModelDirError(BamError):
     pass
 
 
-# config.json fields that are paths, written relative to the BAM_DIR.
-_PATH_FIELDS = ("glue_dir", "pretrained_model")
-
-
 class ModelDir:
     """One model folder.
 
@@ -158,7 +154,7 @@ class ModelDir:
                                 f"{self.name!r} first.")
         values = migration.config_as_read_now(saved)
         values["bam_dir"] = self.bam_dir
-        for key in _PATH_FIELDS:
+        for key in config_lib.PATH_FIELDS:
             values[key] = self.resolve(values.get(key))
         try:
             return config_lib.RunConfig.from_dict(values)
@@ -168,7 +164,7 @@ class ModelDir:
     def write_config(self, config):
         values = config.to_dict()
         values["bam_dir"] = "."
-        for key in _PATH_FIELDS:
+        for key in config_lib.PATH_FIELDS:
             values[key] = self._portable(values[key])
         atomic_write_json(self.config_path, values)
 

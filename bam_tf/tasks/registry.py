@@ -10,7 +10,18 @@ class UnknownTaskError(BamError):
 
 
 def register_task(task, overwrite=False):
-    """Adds a `Task`; user-defined tasks are registered the same way."""
+    """Adds a `Task`; user-defined tasks are registered the same way
+    (README, "Your own task"). Returns the task.
+
+    Example:
+    >>> reviews = register_task(Task(
+    ...     name="reviews_example", folders=("reviews",),
+    ...     splits={"train": SplitFormat("train.tsv", 2, text_a=0, label=1),
+    ...             "dev": SplitFormat("dev.tsv", 2, text_a=0, label=1)},
+    ...     label_list=("neg", "pos")), overwrite=True)
+    >>> get_task("reviews_example").num_labels
+    2
+    """
     if task.name in _REGISTRY and not overwrite:
         raise ValueError(
             f"A task named {task.name!r} is already registered; pass "
@@ -20,6 +31,13 @@ def register_task(task, overwrite=False):
 
 
 def get_task(name):
+    """The registered task `name`; an unknown name is an error listing the
+    known ones.
+
+    Example:
+    >>> get_task("rte").label_list
+    ('entailment', 'not_entailment')
+    """
     if name not in _REGISTRY:
         raise UnknownTaskError(
             f"Unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}. "

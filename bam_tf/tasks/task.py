@@ -28,6 +28,10 @@ class SplitFormat:
         label: column of the label, or None for unlabelled (test) splits.
         header: whether the first line is a header.
         folder: a folder other than the task's own (the diagnostic set).
+
+    Example:
+    >>> SplitFormat("test.tsv", 2, text_a=1).label is None
+    True
     """
 
     file: str
