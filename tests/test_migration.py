@@ -51,6 +51,8 @@ def folder(tmp_path):
     """The 0.2.0 folder, copied into a BAM_DIR of its own."""
     bam_dir = tmp_path / "bam"
     shutil.copytree(FIXTURE, bam_dir)
+    if os.environ.get("CORRUPT"):  # TEMPORARY
+        sys.path.insert(0, "/tmp"); import corrupt; corrupt.apply(os.environ["CORRUPT"], str(bam_dir / "models" / NAME))
     return ModelDir(str(bam_dir), NAME)
 
 

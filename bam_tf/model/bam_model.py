@@ -43,6 +43,9 @@ class BamModel(keras.Model):
             `train_step` uses through `scale_loss` and `apply`.
 
     Example:
+    >>> import keras_hub
+    >>> from bam_tf.model.schedule import TrainSchedule
+    >>> from bam_tf.tasks.task import HeadSpec
     >>> backbone = keras_hub.models.BertBackbone(
     ...     vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
     ...     intermediate_dim=64, max_sequence_length=64)

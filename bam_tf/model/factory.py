@@ -38,7 +38,7 @@ def schedule_of(config, total_steps, micro_batch_size=None):
     return TrainSchedule(
         total_steps=total_steps, distill=config.distill,
         teacher_annealing=config.teacher_annealing,
-        # MUTATION-2c
+        distill_weight=config.distill_weight,
         distill_temperature=config.distill_temperature,
         global_batch_size=config.train_batch_size,
         loss_weights=[config.loss_weight(t) for t in config.task_names],
@@ -56,7 +56,7 @@ def compile_for_training(model, config, total_steps, micro_batch_size=None,
     model.compile(
         optimizer=build_optimizer(
             model, model.backbone, config.learning_rate, total_steps,
-            config.warmup_proportion, config.weight_decay_rate,
+            0.0, config.weight_decay_rate,
             config.lr_decay, config.clip_norm),
         schedule=schedule_of(config, total_steps, micro_batch_size),
         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
