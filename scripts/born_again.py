@@ -23,10 +23,10 @@ from absl import flags
 from bam_tf.config import RECIPE_OWNED
 from bam_tf.errors import BamError
 from bam_tf.experiment.recipes import RECIPES
-from bam_tf.experiment.recipes import comparison_base
 from bam_tf.experiment.recipes import format_table
 from bam_tf.experiment.recipes import recipe_configs
 from bam_tf.experiment.recipes import run_recipe
+from bam_tf.store.bam_dir import comparison_base
 from bam_tf_flags import bam_flags
 
 bam_flags.define_flags()

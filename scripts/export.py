@@ -19,7 +19,6 @@ bam_heads.safetensors) and E/bam_tasks.json.
 DistilBERT and ALBERT encoders (docs/serving.md says how each head maps).
 """
 
-import os
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -31,6 +30,7 @@ from bam_tf_flags import bam_flags
 from bam_tf.serving.export import export_keras_hub
 from bam_tf.serving.export import export_model
 from bam_tf.serving.export import export_transformers
+from bam_tf.store.bam_dir import model_path
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_string("model_name", None, "Model folder under BAM_DIR/models.")
@@ -60,7 +60,7 @@ def main(argv):
         raise app.UsageError("--task goes with --format=transformers, and "
                              "only with it (a Hugging Face folder holds one "
                              "task's head).")
-    model_dir = os.path.join(FLAGS.bam_dir, "models", FLAGS.model_name)
+    model_dir = model_path(FLAGS.bam_dir, FLAGS.model_name)
     try:
         if FLAGS.format == "saved_model":
             path = export_model(model_dir, FLAGS.export_dir, FLAGS.trial,

@@ -3,7 +3,6 @@ and featurized once, before the first trial and before the model folder
 is written to."""
 
 import dataclasses
-import os
 from typing import Optional
 
 from absl import logging
@@ -22,6 +21,7 @@ from bam_tf.experiment.init_source import InitSource
 from bam_tf.experiment.teachers import teacher_targets
 from bam_tf.experiment.teachers import warn_if_other_encoder
 from bam_tf.store import identity as identity_lib
+from bam_tf.store.bam_dir import feature_cache_dir
 from bam_tf.tasks import get_tasks
 
 
@@ -85,7 +85,7 @@ class RunInputs:
         if source:
             source.check_encoder(encoder_print)
         featurizer = Featurizer(tokenizer, config.max_seq_length)
-        cache = (os.path.join(config.bam_dir, "cache", "features")
+        cache = (feature_cache_dir(config.bam_dir)
                  if config.cache_features else None)
         identity = identity_lib.build_identity(
             config, identity_lib.data_fingerprints(

@@ -11,7 +11,6 @@ and a student waits until the teacher trials it learns from are finished.
 """
 
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ from bam_tf.store.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.store.bam_dir import comparison_base
 from bam_tf.tasks import get_tasks
 from bam_tf.tasks import scoring
 
@@ -136,11 +136,6 @@ def _teachers_ready(config):
         if not set(config.teacher_trials) <= folder.finished_trials():
             return False
     return True
-
-
-def comparison_base(bam_dir, prefix, recipe):
-    """Where a recipe's comparison table goes, without .json / .txt."""
-    return os.path.join(bam_dir, "comparisons", f"{prefix}_{recipe}")
 
 
 def run_recipe(recipe, prefix, task_names, values, debug=False,

@@ -257,7 +257,7 @@ class BamModel(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # keras-team/keras#20585: under a strategy Keras reduces the first
         # distributed batch to build the model, which fails for
-        # MultiWorkerMirroredStrategy (and for boolean inputs). run.py
+        # MultiWorkerMirroredStrategy (and for boolean inputs). A trial
         # builds the model and its optimizer under the scope before fit,
         # so there is nothing left to build.
         if self.built and self.optimizer is not None and (

@@ -19,7 +19,7 @@ from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.ownership import MODEL_FOLDER_FILES
-from bam_tf.store.ownership import RESERVED_FOLDERS
+from bam_tf.store.bam_dir import RESERVED_FOLDERS
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model.factory import build_model
 from bam_tf.serving.hf_folder import write_hf_folder

@@ -30,6 +30,7 @@ from bam_tf import config as config_lib
 from bam_tf.errors import BamError
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.store import bam_dir as bam_dir_lib
 from bam_tf.store import migration
 from bam_tf.store.locking import Claim
 from bam_tf.store.locking import FolderLock
@@ -57,7 +58,7 @@ class ModelDir:
     def __init__(self, bam_dir, name):
         self.bam_dir = os.path.abspath(bam_dir)
         self.name = name
-        self.path = os.path.join(self.bam_dir, "models", name)
+        self.path = bam_dir_lib.model_path(self.bam_dir, name)
 
     @classmethod
     def of(cls, config):

@@ -4,15 +4,13 @@ one."""
 
 import os
 
+
 # Files that make a folder a model folder (its .lock too, for an export:
 # a start that failed leaves only that; other tools, pytest's temporary
 # folders among them, keep a .lock of their own).
 MODEL_FOLDER_FILES = ("results.json", "identity.json", "runs.json")
 # Files that make a folder an export (`bam_tf.serving`).
 EXPORT_FILES = ("bam_tasks.json", "bam_heads.json")
-# A BAM_DIR's folders that bam-tf keeps.
-RESERVED_FOLDERS = ("models", "cache", "comparisons", "glue_data",
-                    "pretrained_models")
 _OWNED_MARKERS = MODEL_FOLDER_FILES + EXPORT_FILES
 
 

@@ -72,7 +72,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
                      {t: round(m["score"], 2) for t, m in scores.items()})
 
     def on_train_end(self, logs=None):
-        # Flushed, not closed: a resumed run calls `fit` twice (run._fit).
+        # Flushed, not closed: a resumed trial calls `fit` twice
+        # (`TrialTrainer.fit`).
         for writer in (self.train_writer, self.dev_writer):
             if writer is not None:
                 writer.flush()

@@ -1,0 +1,28 @@
+"""The layout of a BAM_DIR, the root folder every command works in:
+
+    glue_data/            input: GLUE TSVs (the default glue_dir)
+    pretrained_models/    input: encoders found by bare name
+    models/<name>/        one model folder (`ModelDir`)
+    cache/features/       tokenized features, reused by later runs
+    comparisons/<prefix>_<recipe>.{json,txt}   a recipe's table
+"""
+
+import os
+
+# The BAM_DIR's folders that bam-tf keeps.
+RESERVED_FOLDERS = ("models", "cache", "comparisons", "glue_data",
+                    "pretrained_models")
+
+
+def model_path(bam_dir, name):
+    """Where model `name` of `bam_dir` is."""
+    return os.path.join(bam_dir, "models", name)
+
+
+def feature_cache_dir(bam_dir):
+    return os.path.join(bam_dir, "cache", "features")
+
+
+def comparison_base(bam_dir, prefix, recipe):
+    """Where a recipe's comparison table goes, without .json / .txt."""
+    return os.path.join(bam_dir, "comparisons", f"{prefix}_{recipe}")
