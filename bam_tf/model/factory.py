@@ -56,7 +56,7 @@ def compile_for_training(model, config, total_steps, micro_batch_size=None,
     model.compile(
         optimizer=build_optimizer(
             model, model.backbone, config.learning_rate, total_steps,
-            0.0, config.weight_decay_rate,
+            config.warmup_proportion, config.weight_decay_rate,
             config.lr_decay, config.clip_norm),
         schedule=schedule_of(config, total_steps, micro_batch_size),
         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
