@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -19,6 +20,20 @@ SCRIPTS = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "scripts"))
 def _commands():
     return {e.name: e.value for e in importlib.metadata.entry_points(
         group="console_scripts") if e.value.startswith("bam_tf_scripts.")}
+
+
+def test_every_package_of_the_library_is_installed():
+    """`pip install .` installs the packages pyproject.toml lists, no
+    others: a folder of the library left out would be missing from every
+    non-editable install."""
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    folders = {os.path.relpath(root, REPO).replace(os.sep, ".")
+               for root, _, files in os.walk(os.path.join(REPO, "bam_tf"))
+               if any(f.endswith(".py") for f in files)}
+    assert folders <= listed, sorted(folders - listed)
+    assert all(os.path.isfile(os.path.join(
+        REPO, *name.split("."), "__init__.py")) for name in folders)
 
 
 def test_every_script_is_a_command():

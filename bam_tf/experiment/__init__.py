@@ -1,2 +1,3 @@
-"""Experiments: the model folder and its identity, trials shared out
-between processes, evaluation and written outputs, teachers, recipes."""
+"""Experiments: a run's inputs read once, one trial, the trial loop,
+evaluation, teachers' targets and the paper's recipes. Files and locks
+are the store's (`bam_tf.store`)."""
