@@ -41,7 +41,10 @@ def check_identity(folder, config, identity, saved_encoder_print=None):
         shutil.rmtree(folder.file("logs"), ignore_errors=True)
         return True
     old = identity_lib.experiment_as_read_now(saved.get("experiment", {}))
-    new = identity_lib.experiment_as_read_now(identity["experiment"])
+    # Now as the user gave it (--padding=packed, not the "longest" the
+    # identity records for it).
+    new = {**identity_lib.experiment_as_read_now(identity["experiment"]),
+           **config.section("experiment")}
     shown = [f"{d} (saved {old[d[11:]]!r}, now {new[d[11:]]!r})"
              if d.startswith("experiment.") else d for d in differ]
     raise RunError(
