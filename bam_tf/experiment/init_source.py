@@ -1,8 +1,6 @@
 """--init_from_model (Table 3): the model folder a run starts from, checked
 before anything is trained."""
 
-import os
-
 from bam_tf import config as config_lib
 from bam_tf.errors import RunError
 from bam_tf.store import identity as identity_lib
@@ -34,7 +32,7 @@ class InitSource:
             raise RunError(
                 f"--init_from_model={config.init_from_model}: its encoder "
                 f"differs in {differ}; fine-tuning needs the same encoder.")
-        if not os.path.exists(self.weights_path):
+        if not self.folder.has_weights(config.init_from_trial):
             raise RunError(f"--init_from_model: {self.weights_path} not "
                            "found.")
         return identity_lib.file_fingerprint(self.weights_path)

@@ -7,9 +7,6 @@ trials no other live process holds, and takes their records back, so the
 trials are shared out and each is trained once.
 """
 
-import shutil
-import tempfile
-
 import tensorflow as tf
 
 from bam_tf.config import Runtime
@@ -91,12 +88,9 @@ def _run_worker(inputs, strategy, runtime):
     config = inputs.config
     folder = ModelDir.of(config)
     done = folder.finished_trials()
-    scratch = tempfile.mkdtemp(prefix="bam_tf_worker_")
-    try:
+    with ModelDir.scratch(config.model_name) as scratch:
         for trial in runtime.trial_numbers(config.num_trials):
             if trial not in done:
                 run_trial(inputs, folder, trial, strategy, runtime,
                           verbose=0, scratch=scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return None

@@ -1,8 +1,6 @@
 """One trial of a run: its seed, encoder, model and data stream; training;
 then its weights, predictions, scores and output files."""
 
-import os
-
 import keras
 from absl import logging
 
@@ -31,8 +29,8 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
               scratch=None, hold=None):
     """Trains and scores one trial of `inputs` (a `RunInputs`) in `folder`
     (a `ModelDir`); returns its record for results.json. With `scratch` (a
-    non-chief worker), only trains: it reads the chief's checkpoints and
-    writes its own to `scratch`. `hold` (the chief's `TrialHold` on the
+    non-chief worker's `ModelDir.scratch`), only trains: it reads the
+    chief's checkpoints and writes its own to `scratch`. `hold` (the chief's `TrialHold` on the
     trial) is checked before anything lasting is written."""
     config = inputs.config
     check_hold = hold.check if hold else (lambda: None)
@@ -78,13 +76,10 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
     dev = inputs.dev_splits()
     predict = lambda splits: predict_splits(
         model, inputs, splits, batching, config.eval_batch_size)
+    written = scratch or folder
     trainer = TrialTrainer(
-        model, train_ds,
-        os.path.join(scratch, f"trial_{trial}") if scratch
-        else folder.checkpoints_dir(trial),
-        os.path.join(scratch, "logs", f"trial_{trial}") if scratch
-        else folder.logs_dir(trial),
-        epoch_steps, total_steps, runtime, trial, config.task_names,
+        model, train_ds, written.checkpoints_dir(trial),
+        written.logs_dir(trial), epoch_steps, total_steps, runtime, trial, config.task_names,
         evaluate=(lambda: evaluate(model, inputs, predict(dev)))
         if config.eval_each_epoch and scratch is None else None,
         before_save=check_hold,

@@ -19,11 +19,13 @@ the identity in `identity`, earlier versions' folders in `migration`).
     vocab.txt         the tokenizer's vocabulary
 """
 
+import contextlib
 import glob
 import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 from bam_tf import config as config_lib
@@ -63,6 +65,18 @@ class ModelDir:
     @classmethod
     def of(cls, config):
         return cls(config.bam_dir, config.model_name)
+
+    @classmethod
+    @contextlib.contextmanager
+    def scratch(cls, name):
+        """A folder named `name` in a new temporary BAM_DIR, deleted when
+        the block ends: where a non-chief worker writes its checkpoints
+        (saving takes every worker) without touching the chief's."""
+        root = tempfile.mkdtemp(prefix="bam_tf_worker_")
+        try:
+            yield cls(root, name)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
     @classmethod
     def at(cls, path):
@@ -128,6 +142,9 @@ class ModelDir:
 
     def exists(self):
         return os.path.isdir(self.path)
+
+    def has_weights(self, trial):
+        return os.path.isfile(self.weights_path(trial))
 
     def has_checkpoints(self):
         """Whether any trial left training checkpoints or final weights."""
