@@ -34,7 +34,7 @@ except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path
 _PUBLIC = {
     "RunConfig": "bam_tf.config",
     "PRESETS": "bam_tf.config",
-    "Runtime": "bam_tf.config",
+    "Runtime": "bam_tf.runtime",
     "train_and_evaluate": "bam_tf.experiment.run",
     "run_recipe": "bam_tf.experiment.recipes",
     "RECIPES": "bam_tf.experiment.recipes",

@@ -3,7 +3,7 @@ receives the strategy)."""
 
 import tensorflow as tf
 
-from bam_tf.config import STRATEGIES  # noqa: F401 (named here too)
+from bam_tf.runtime import STRATEGIES  # noqa: F401 (named here too)
 
 
 def get_strategy(name="default", tpu=None):

@@ -14,7 +14,7 @@ from absl import flags
 
 from bam_tf.config import PRESETS
 from bam_tf.config import RunConfig
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf_flags.parsers import define_task_map
 from bam_tf_flags.parsers import define_trials
 

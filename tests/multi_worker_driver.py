@@ -18,7 +18,7 @@ def main(bam_dir, glue_dir, index, ports):
     import tensorflow as tf
     from absl import logging
 
-    from bam_tf.config import Runtime
+    from bam_tf.runtime import Runtime
     from bam_tf.experiment import run
     logging.set_verbosity(logging.INFO)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 from absl import logging  # noqa: E402
 
-from bam_tf.config import Runtime  # noqa: E402
+from bam_tf.runtime import Runtime  # noqa: E402
 from bam_tf.store import outputs as outputs_lib  # noqa: E402
 from bam_tf.experiment import run  # noqa: E402
 from bam_tf.store.model_dir import ModelDir  # noqa: E402

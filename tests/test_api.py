@@ -15,6 +15,7 @@ from absl import flags
 
 import bam_tf
 from bam_tf import config as config_lib
+from bam_tf.runtime import Runtime
 from bam_tf.store import identity as identity_lib
 
 from conftest import REPO
@@ -85,10 +86,10 @@ def test_readme_python_block_trains_and_reports(tiny_glue, tmp_path,
 
 # ------------------------------------------------ settings declared once
 def test_every_setting_is_declared_with_a_section_and_help():
-    for cls in (config_lib.RunConfig, config_lib.Runtime):
+    for cls in (config_lib.RunConfig, Runtime):
         for field in dataclasses.fields(cls):
             assert field.metadata["help"].endswith((".", ")")), field.name
-            expected = "runtime" if cls is config_lib.Runtime else None
+            expected = "runtime" if cls is Runtime else None
             assert (field.metadata["section"] == expected if expected
                     else field.metadata["section"] != "runtime"), field.name
     every = {f.name for f in dataclasses.fields(config_lib.RunConfig)}
@@ -103,7 +104,7 @@ def test_flags_and_help_come_from_the_declarations():
     from bam_tf_flags import bam_flags
     values = flags.FlagValues()
     bam_flags.define_flags(values)
-    for cls in (config_lib.RunConfig, config_lib.Runtime):
+    for cls in (config_lib.RunConfig, Runtime):
         for field in dataclasses.fields(cls):
             flag = values[field.name]
             assert field.metadata["help"][:40] in flag.help, \
@@ -111,13 +112,13 @@ def test_flags_and_help_come_from_the_declarations():
             assert flag.default is None  # unset: the declared default
     values(["prog", "--heartbeat_secs=5", "--claim_timeout_secs=11",
             "--strategy=mirrored", "--trials=2-3"])
-    assert bam_flags.runtime(values) == config_lib.Runtime(
+    assert bam_flags.runtime(values) == Runtime(
         heartbeat_secs=5.0, claim_timeout_secs=11.0, strategy="mirrored",
         trials=(2, 3))
     unset = flags.FlagValues()
     bam_flags.define_flags(unset)
     unset(["prog"])
-    assert bam_flags.runtime(unset) == config_lib.Runtime()
+    assert bam_flags.runtime(unset) == Runtime()
 
 
 def test_identity_ignores_exactly_the_declared_inert_settings():

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.errors import RunError

@@ -12,7 +12,7 @@ import pytest
 
 from bam_tf import config as config_lib
 from bam_tf.config import ConfigError
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import RunError
 from bam_tf.store import identity as identity_lib

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from bam_tf.config import RunConfig
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf.data.batching import Batching
 from bam_tf.errors import RunError
 from bam_tf.experiment.evaluation import evaluate

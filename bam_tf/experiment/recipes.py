@@ -19,7 +19,7 @@ from absl import logging
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.store import identity as identity_lib
 from bam_tf.store.model_dir import ModelDir

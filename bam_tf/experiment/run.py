@@ -9,7 +9,7 @@ trials are shared out and each is trained once.
 
 import tensorflow as tf
 
-from bam_tf.config import Runtime
+from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker

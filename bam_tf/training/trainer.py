@@ -30,7 +30,7 @@ class TrialTrainer:
         checkpoint_dir: where checkpoints go (two are kept).
         log_dir: TensorBoard's folder for this trial.
         epoch_steps, total_steps: the length of an epoch and of training.
-        runtime: a `bam_tf.config.Runtime` (checkpoint frequency).
+        runtime: a `bam_tf.runtime.Runtime` (checkpoint frequency).
         trial: the trial's number, for messages.
         task_names: the tasks whose losses are watched for NaN.
         evaluate: called at the end of each epoch for dev scores, or None.

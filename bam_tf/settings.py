@@ -1,0 +1,38 @@
+"""`setting`: how every setting of a run is declared, once (the fields of
+`bam_tf.config.RunConfig` and `bam_tf.runtime.Runtime`). The flags, their
+--help, the identity's sections and the other roles are read from these
+declarations."""
+
+import dataclasses
+
+REQUIRED = dataclasses.MISSING
+_ROLES = ("experiment", "paths", "outputs", "runtime")
+
+
+def setting(default, section, help, *, path=False, encoder=False,
+            inert_unless=None, recipe_owned=False, choices=None):
+    """One setting, declared once: its default, its part of a run
+    (`section`), its help (the flag's --help, with the default and the
+    presets' values added) and its roles. The flags, the identity's
+    rules and the recipe's own settings are all read from here.
+
+    Args:
+        default: the value when unset; `REQUIRED` for none.
+        section: "experiment" (decides the numbers: the run's identity),
+            "paths" (where files are), "outputs" (what is written) or
+            "runtime" (how the run is carried out: `Runtime`).
+        help: one line of help.
+        path: a path, saved in config.json relative to the BAM_DIR.
+        encoder: decides the encoder's architecture or vocabulary (a
+            Table 3 start must have the same).
+        inert_unless: the switch without which the setting changes no
+            number (the identity then ignores it).
+        recipe_owned: set per step by a recipe, never by its user.
+        choices: the values a runtime flag takes.
+    """
+    if section not in _ROLES:
+        raise ValueError(f"section must be one of {_ROLES}, got {section!r}")
+    metadata = {"section": section, "help": help, "path": path,
+                "encoder": encoder, "inert_unless": inert_unless,
+                "recipe_owned": recipe_owned, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
