@@ -111,16 +111,15 @@ def load_inputs(pretrained_model, bam_dir, glue_dir, task_names,
 
 
 def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
-                      warmup_steps=3, bucket_lengths=None,
-                      sequence_length=None, learning_rate=5e-5, seed=1,
-                      exponent=0.75, predict=True, profile_dir=None,
+                      warmup_steps=3, batching=None, learning_rate=5e-5,
+                      seed=1, exponent=0.75, predict=True, profile_dir=None,
                       micro_batch_size=None, jit_compile=False,
-                      change_model=None, batching=None):
+                      change_model=None):
     """Training (and prediction) throughput of the BAM model.
 
-    `batching` (a `Batching`), where given, lays out the batches instead
-    of `bucket_lengths` and `sequence_length`. The model is built and
-    compiled as a run's (`bam_tf.model.factory`).
+    `batching` (a `Batching`) lays out the batches, as a run's does
+    (default: each batch padded to its longest example). The model is
+    built and compiled as a run's (`bam_tf.model.factory`).
 
     Untimed warm-up steps run until every input shape of the timed steps
     has been traced (at least `warmup_steps`; see `untraced_warmup`).
@@ -129,13 +128,10 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     `change_model(model)`, called after `compile`, alters the model for a
     diagnostic (`DIAGNOSTIC_VARIANTS`).
     """
-    if batching is None:
-        layout = {"bucket_lengths": bucket_lengths,
-                  "sequence_length": sequence_length}
-        eval_layout = {**layout, "static_batches": sequence_length is not None}
-    else:
-        layout = batching.train_args(features, batch_size, exponent)
-        eval_layout = batching.eval_args(features[0], batch_size)
+    batching = batching or Batching(
+        "longest", int(max(f.lengths.max() for f in features)))
+    layout = batching.train_args(features, batch_size, exponent)
+    eval_layout = batching.eval_args(features[0], batch_size)
     train, _ = pipeline.train_dataset(
         tasks, features, batch_size, seed, exponent, **layout)
     # The stream is a function of the seed: its batch shapes and real
@@ -250,8 +246,7 @@ def _micro_batch_run(inputs, batch_size, steps, warmup_steps, buckets,
     length = inputs["max_seq_length"]
     return bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
-        bucket_lengths=pipeline.bucket_boundaries(length) if buckets
-        else None, sequence_length=None if buckets else length,
+        Batching("buckets" if buckets else "max_length", length),
         predict=False, micro_batch_size=micro_batch_size)
 
 
@@ -361,8 +356,7 @@ def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
                if not settings.get(key, True)]
     result = bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
-        bucket_lengths=pipeline.bucket_boundaries(inputs["max_seq_length"]),
-        predict=False, jit_compile=settings.get("jit_compile", False),
+        Batching("buckets", inputs["max_seq_length"]), predict=False, jit_compile=settings.get("jit_compile", False),
         change_model=lambda m: [c(m) for c in changes])
     # As this process saw them (inherited from `variant_comparison`).
     result["environment"] = {k: os.environ.get(k) for k in ENVIRONMENT_KEYS}
@@ -392,7 +386,7 @@ def variant_comparison(inputs, batch_size, variants, steps, warmup_steps=3):
 
 
 def multi_vs_single(load_backbone, tasks, features, batch_size,
-                    warmup_steps=3, bucket_lengths=None, batching=None):
+                    warmup_steps=3, batching=None):
     """Training cost of one multi-task model over `tasks` against one
     single-task model per task, on the same examples: one pass over each
     task's examples (sampling proportional to size, exponent 1, so the
@@ -407,11 +401,11 @@ def multi_vs_single(load_backbone, tasks, features, batch_size,
     total = sum(len(f) for f in features)
     multi = bam_tf_throughput(
         load_backbone(), tasks, features, batch_size,
-        max(1, total // batch_size), warmup_steps, bucket_lengths,
-        exponent=1.0, predict=False, batching=batching)
+        max(1, total // batch_size), warmup_steps, batching, exponent=1.0,
+        predict=False)
     singles = {t.name: bam_tf_throughput(
         load_backbone(), [t], [f], batch_size, max(1, len(f) // batch_size),
-        warmup_steps, bucket_lengths, predict=False, batching=batching)
+        warmup_steps, batching, predict=False)
         for t, f in zip(tasks, features)}
     pooled = {key: sum(r[key] for r in singles.values())
               for key in ("train_seconds", "train_steps",

@@ -190,8 +190,8 @@ def main(argv):
     results["matmul_peak_gflops"] = compute.matmul_peak_gflops()
     print(f"matrix-product peak: {results['matmul_peak_gflops']:.0f} "
           "GFLOP/s (float32, 2048 x 2048 x 2048)", flush=True)
-    batching = Batching(FLAGS.padding, FLAGS.max_seq_length,
-                        static=FLAGS.jit_compile and FLAGS.padding == "packed")
+    batching = Batching.on_device(FLAGS.padding, FLAGS.max_seq_length,
+                                  jit_compile=FLAGS.jit_compile)
     if FLAGS.measure == "multi_vs_single":
         results["multi_vs_single"] = benchmark.multi_vs_single(
             lambda: load_encoder(FLAGS.pretrained_model,

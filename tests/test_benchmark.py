@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bam_tf.data.batching import Batching
 from bam_tf.data.features import Featurizer
 from bam_tf.data.loading import load_split
 from bam_tf.tasks import get_tasks
@@ -155,7 +156,8 @@ def test_profile_summary(tiny_features, tmp_path):
     tasks, features = tiny_features
     benchmark.bam_tf_throughput(
         tiny_backbone(max_sequence_length=32), tasks[:1], features[:1], 16,
-        steps=3, warmup_steps=1, sequence_length=32, predict=False,
+        steps=3, warmup_steps=1, batching=Batching("max_length", 32),
+        predict=False,
         profile_dir=str(tmp_path))
     summary = profile.read_profile(str(tmp_path))
     # The real trace's op names are found in each part of a step, each

@@ -59,12 +59,19 @@ class Batching:
 
     @classmethod
     def of(cls, config, runtime=None):
-        """The layout of `config` on `runtime`'s device: static shapes on
-        a TPU or with the whole step compiled."""
-        static = runtime is not None and (runtime.strategy == "tpu"
-                                          or runtime.jit_compile)
-        return cls(config.padding, config.max_seq_length,
-                   static and config.padding in ("packed", "max_length"))
+        """The layout of `config` on `runtime`'s device."""
+        return cls.on_device(
+            config.padding, config.max_seq_length,
+            tpu=runtime is not None and runtime.strategy == "tpu",
+            jit_compile=runtime is not None and runtime.jit_compile)
+
+    @classmethod
+    def on_device(cls, padding, max_seq_length, tpu=False,
+                  jit_compile=False):
+        """`padding` laid out for a device: static shapes on a TPU or with
+        the whole step compiled, where the layout has them."""
+        return cls(padding, max_seq_length, (tpu or jit_compile)
+                   and padding in ("packed", "max_length"))
 
     @property
     def is_static(self):
