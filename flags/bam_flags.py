@@ -1,6 +1,6 @@
 """absl flags: one per `RunConfig` setting (names follow the original
 BAM's config fields) and one per `Runtime` setting (how the run is carried
-out), each made from the setting's declaration in `bam_tf.config` (its
+out), each made from the setting's declaration (`bam_tf.settings`: its
 type, help and default). Every flag is optional; a flag the user did not
 set leaves the declared default, or the named preset's value, in place."""
 
@@ -17,6 +17,7 @@ from bam_tf.config import RunConfig
 from bam_tf.runtime import Runtime
 from bam_tf_flags.parsers import define_task_map
 from bam_tf_flags.parsers import define_trials
+
 
 def _help(field):
     """The setting's help, the default in force, and what presets set."""
