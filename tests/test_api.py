@@ -144,3 +144,46 @@ def test_identity_ignores_exactly_the_declared_inert_settings():
             started = dataclasses.replace(base, **on[switch])
             assert read(dataclasses.replace(
                 started, **{name: changed[name]})) != read(started), name
+
+
+def test_a_command_line_carries_every_setting_to_the_run(tmp_path):
+    """A configuration with every setting away from its default, printed
+    as a command line (`command_line`, as born_again.py --print_commands
+    does) and parsed back by the flags, is the same configuration: no
+    setting is dropped between the command line and the run."""
+    import shlex
+    from bam_tf_flags import bam_flags
+    changed = dict(
+        glue_dir=str(tmp_path / "glue"), data_source="tfds", debug=True,
+        debug_hidden_size=16, debug_num_layers=1, debug_vocab_size=50,
+        max_seq_length=40, padding="buckets", mixed_precision="mixed_bfloat16",
+        train_batch_size=24, eval_batch_size=48, learning_rate=2e-5,
+        lr_decay=0.8, num_train_epochs=2.5, warmup_proportion=0.2,
+        weight_decay_rate=0.02, clip_norm=2.0, dropout_rate=0.2,
+        task_weight_exponent=0.5, task_loss_weights={"sts": 4.0},
+        double_unordered=False, max_train_examples=100, distill=True,
+        teachers={"rte": "t-rte", "sts": "t-sts"}, teacher_trials=[1, 2],
+        teacher_annealing=False, distill_weight=0.3, distill_temperature=2.0,
+        init_from_model="start", init_from_trial=2, num_trials=3, seed=7,
+        n_writes_distill=1, n_writes_test=2, eval_each_epoch=False,
+        cache_features=False)
+    config = config_lib.RunConfig.from_dict(
+        {"model_name": "m", "bam_dir": str(tmp_path),
+         "task_names": ["rte", "sts"], **changed})
+    defaults = config_lib.RunConfig(model_name="m", bam_dir=str(tmp_path),
+                                    task_names=("rte", "sts"), debug=True)
+    for name in changed:  # each one really is away from its default
+        if name != "debug":
+            assert getattr(config, name) != getattr(defaults, name), name
+    runtime = Runtime(strategy="mirrored", save_checkpoints_steps=50,
+                      save_checkpoints_secs=60.0, jit_compile=True,
+                      micro_batch_size=8, steps_per_execution=4,
+                      claim_timeout_secs=120.0, heartbeat_secs=10.0)
+    words = shlex.split(bam_flags.command_line(config, runtime, trial=2))
+    values = flags.FlagValues()
+    bam_flags.define_flags(values)
+    values(["prog", *words[2:]])
+    assert config_lib.RunConfig.from_dict(
+        bam_flags.config_values(values)) == config
+    assert bam_flags.runtime(values) == dataclasses.replace(runtime,
+                                                            trials=(2,))
