@@ -61,6 +61,8 @@ PRESETS = {
 
 DATA_SOURCES = ("tsv", "tfds")
 PADDINGS = ("packed", "buckets", "longest", "max_length")
+# The layouts with static shapes (on a TPU, or the whole step compiled).
+STATIC_PADDINGS = ("packed", "max_length")
 
 
 class ConfigError(BamError):
@@ -100,7 +102,7 @@ class RunConfig:
         path=True)
     data_source: str = setting(
         "tsv", "experiment", "tsv (GLUE files) or tfds (TensorFlow "
-        "Datasets glue/*).")
+        "Datasets glue/*).", choices=DATA_SOURCES)
     # The encoder's path is where it was found; what it is, is its
     # fingerprint in the run's identity.
     pretrained_model: Optional[str] = setting(
@@ -133,7 +135,7 @@ class RunConfig:
         "end in rows, no padding computed; static shapes on TPU and with "
         "--jit_compile), longest (each batch to its longest), max_length "
         "(every batch to --max_seq_length), buckets (the stream regrouped "
-        "by length: other batches).")
+        "by length: other batches).", choices=PADDINGS)
     mixed_precision: Optional[str] = setting(
         None, "experiment", "mixed_float16 (loss scaling) or "
         "mixed_bfloat16; unset: float32.")
@@ -255,8 +257,9 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, path):
-        """A saved config.json; errors name the file, since it may have
-        been edited by hand."""
+        """A config.json this version wrote; errors name the file, since it
+        may have been edited by hand. (`ModelDir.read_config` reads a
+        model folder's, written by any version.)"""
         try:
             with open(path, encoding="utf-8") as f:
                 values = json.load(f)
@@ -266,9 +269,8 @@ class RunConfig:
             raise ConfigError(f"{path}: expected a JSON object of "
                               f"configuration keys, got "
                               f"{type(values).__name__}.")
-        from bam_tf.store import migration  # noqa: PLC0415 (no cycle)
         try:
-            return cls.from_dict(migration.config_as_read_now(values))
+            return cls.from_dict(values)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 

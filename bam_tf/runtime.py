@@ -4,6 +4,7 @@ which trials this process takes), never part of what it computes."""
 import dataclasses
 from typing import Optional
 
+from bam_tf.config import STATIC_PADDINGS
 from bam_tf.config import ConfigError
 from bam_tf.settings import setting
 
@@ -79,9 +80,8 @@ class Runtime:
               f"{self.strategy!r}.")
         check(self.strategy == "tpu" or not self.tpu,
               f"--tpu={self.tpu} is given without --strategy=tpu.")
-        static = ("packed", "max_length")
         on_tpu = self.strategy == "tpu" if tpu is None else tpu
-        check(not on_tpu or config.padding in static,
+        check(not on_tpu or config.padding in STATIC_PADDINGS,
               "--strategy=tpu needs static shapes: pass --padding=packed "
               f"or max_length (got --padding={config.padding}).")
         check(self.steps_per_execution >= 1,

@@ -6,7 +6,7 @@ declarations."""
 import dataclasses
 
 REQUIRED = dataclasses.MISSING
-_ROLES = ("experiment", "paths", "outputs", "runtime")
+SECTION_NAMES = ("experiment", "paths", "outputs", "runtime")
 
 
 def setting(default, section, help, *, path=False, encoder=False,
@@ -28,10 +28,12 @@ def setting(default, section, help, *, path=False, encoder=False,
         inert_unless: the switch without which the setting changes no
             number (the identity then ignores it).
         recipe_owned: set per step by a recipe, never by its user.
-        choices: the values a runtime flag takes.
+        choices: the values its flag takes (the configuration checks them
+            too: config.json is not read through the flags).
     """
-    if section not in _ROLES:
-        raise ValueError(f"section must be one of {_ROLES}, got {section!r}")
+    if section not in SECTION_NAMES:
+        raise ValueError(f"section must be one of {SECTION_NAMES}, got "
+                         f"{section!r}")
     metadata = {"section": section, "help": help, "path": path,
                 "encoder": encoder, "inert_unless": inert_unless,
                 "recipe_owned": recipe_owned, "choices": choices}

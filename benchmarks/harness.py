@@ -450,11 +450,12 @@ def keras_hub_throughput(backbone, tokenizer, task, examples, batch_size,
 
 
 def input_pipeline_throughput(tasks, features, batch_size, batches=200,
-                              bucket_lengths=None, sequence_length=None):
-    """Examples per second the training stream alone delivers."""
-    train, _ = pipeline.train_dataset(
-        tasks, features, batch_size, 1, bucket_lengths=bucket_lengths,
-        sequence_length=sequence_length)
+                              batching=None):
+    """Examples per second the training stream alone delivers, in
+    `batching`'s layout (default: each batch padded to its longest)."""
+    layout = batching.train_args(features, batch_size) if batching else {}
+    train, _ = pipeline.train_dataset(tasks, features, batch_size, 1,
+                                      **layout)
     iterator = iter(train)
     next(iterator)
     start = time.perf_counter()

@@ -49,7 +49,7 @@ _TASK_MAPS = {"teachers": (str, "task:model"),
 
 
 def _define(field, flag_values):
-    """The flag of one declared setting (`bam_tf.config.setting`)."""
+    """The flag of one declared setting (`bam_tf.settings.setting`)."""
     kind, help_text = _flag_type(field), _help(field)
     fv = {"flag_values": flag_values}
     if field.metadata["choices"]:

@@ -13,7 +13,6 @@ trials out; a student waits for the teacher trials it learns from.
 teachers first, for a scheduler.
 """
 
-import os
 import sys
 
 from bam_tf_scripts import _startup  # noqa: F401  (first)
@@ -27,6 +26,7 @@ from bam_tf.experiment.recipes import format_table
 from bam_tf.experiment.recipes import recipe_configs
 from bam_tf.experiment.recipes import run_recipe
 from bam_tf.store.bam_dir import comparison_base
+from bam_tf.store.bam_dir import models_dir
 from bam_tf_flags import bam_flags
 
 bam_flags.define_flags()
@@ -80,7 +80,7 @@ def main(argv):
     print(format_table(table))
     base = comparison_base(FLAGS.bam_dir, FLAGS.model_name, FLAGS.recipe)
     names = ", ".join(m["name"] for m in table["models"])
-    print(f"wrote the models under {os.path.join(FLAGS.bam_dir, 'models')} "
+    print(f"wrote the models under {models_dir(FLAGS.bam_dir)} "
           f"({names}) and this table to {base}.json and {base}.txt")
 
 

@@ -12,6 +12,7 @@ from bam_tf_scripts import _startup  # noqa: F401  (first)
 from absl import app
 from absl import flags
 
+from bam_tf.config import DATA_SOURCES
 from bam_tf.data.stats import data_statistics
 from bam_tf.data.stats import format_statistics
 from bam_tf.errors import BamError
@@ -24,7 +25,7 @@ flags.DEFINE_string("glue_dir", None, "GLUE folder.")
 flags.DEFINE_string("bam_dir", None, "For --pretrained_model names under "
                     "BAM_DIR/pretrained_models.")
 flags.DEFINE_list("task_names", None, "Tasks.")
-flags.DEFINE_enum("data_source", "tsv", ["tsv", "tfds"], "Data source.")
+flags.DEFINE_enum("data_source", "tsv", DATA_SOURCES, "Data source.")
 flags.DEFINE_float("task_weight_exponent", 0.75, "Sampling exponent.")
 flags.DEFINE_string("pretrained_model", None, "Tokenizer source.")
 flags.DEFINE_boolean("debug", False, "Debug tokenizer learned from the data.")

@@ -21,6 +21,8 @@ from bam_tf.experiment import run
 from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def _config(bam_dir, glue_dir, name):
     return distribute_config(bam_dir, glue_dir, name)
 

@@ -18,6 +18,7 @@ from bam_tf.errors import RunError
 from bam_tf.store import identity as identity_lib
 from bam_tf.store.opening import open_model_dir
 from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.model_dir import ModelDirError
 
 from conftest import REPO
 from conftest import debug_config
@@ -258,3 +259,35 @@ def test_a_lost_identity_is_refused_not_made_anew(tmp_path):
              for name in sorted(os.listdir(folder.path))
              if os.path.isfile(os.path.join(folder.path, name))}
     assert after == before
+
+
+def test_a_hand_edited_identity_of_the_wrong_form_is_named(tmp_path):
+    """An identity.json whose experiment holds a value of the wrong form
+    is an error naming the file, and the folder is left as it was."""
+    config = debug_config(tmp_path, str(tmp_path / "glue"), "m", ["rte"])
+    identity = {"experiment": config.section("experiment"),
+                "encoder": identity_lib.debug_encoder_fingerprint(config),
+                "data": {"rte/train": "a"}, "teachers": {}, "init": None}
+    folder = open_model_dir(config, identity=identity)
+    saved = json.load(open(folder.identity_path))
+    saved["experiment"].update(distill=True, teachers=5)
+    with open(folder.identity_path, "w") as f:
+        json.dump(saved, f)
+    before = open(folder.identity_path, "rb").read()
+    with pytest.raises(RunError, match="identity.json: a value of the wrong "
+                       "form .*; restore the file from a copy"):
+        open_model_dir(config, identity=identity)
+    assert open(folder.identity_path, "rb").read() == before
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "holds no token"), (b"\xff\xfe[PAD]\n", "not UTF-8 text"),
+    (None, "cannot read the vocabulary")])
+def test_a_damaged_vocabulary_is_named(tmp_path, content, message):
+    folder = ModelDir(str(tmp_path), "m")
+    os.makedirs(folder.path)
+    if content is not None:
+        with open(folder.vocab_path, "wb") as f:
+            f.write(content)
+    with pytest.raises(ModelDirError, match=f"vocab.txt: {message}"):
+        folder.read_vocabulary()

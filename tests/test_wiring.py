@@ -25,6 +25,7 @@ from bam_tf.data import pipeline
 from bam_tf.data.loading import load_split
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.model.bam_model import BamModel
+from bam_tf.runtime import Runtime
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.outputs import write_predictions
 from bam_tf.tasks import get_task
@@ -44,6 +45,7 @@ SETTINGS = dict(
     task_weight_exponent=0.5, task_loss_weights={"sts": 4},
     distill=True, teachers={"rte": "rte-teacher", "sts": "sts-teacher"},
     teacher_annealing=False, distill_weight=0.3, distill_temperature=2.0,
+    dropout_rate=0.2, weight_decay_rate=0.02, clip_norm=2.0,
     n_writes_test=0, n_writes_distill=0)
 
 
@@ -109,7 +111,7 @@ def _write_teacher(bam_dir, name, glue_dir, task, outputs_of):
 class Run:
     """What one watched run gave the training step."""
 
-    def __init__(self, config, monkeypatch):
+    def __init__(self, config, runtime, monkeypatch):
         self.records, models, streams = [], [], []
         monkeypatch.setattr(BamModel, "train_step",
                             _recording(self.records, models))
@@ -121,7 +123,7 @@ class Run:
 
         # trial.py calls it through the module: what it gets, we keep.
         monkeypatch.setattr(pipeline, "train_dataset", train_dataset)
-        train_and_evaluate(config, verbose=0)
+        train_and_evaluate(config, verbose=0, runtime=runtime)
         [self.model] = models
         [(_, self.probabilities)] = streams
         self.records.sort(key=lambda r: r["step"])
@@ -137,15 +139,18 @@ def runs(tiny_glue, tmp_path_factory):
     assert (len(rte), len(sts)) == (24, 48)
     watched = {}
     # "fixed": lambda held at 1 - distill_weight, the default packed
-    # batches. "annealed": lambda rising, batches padded to max_seq_length
-    # (the other way the stream is laid out).
-    for name, changes in (("fixed", {}),
-                          ("annealed", {"teacher_annealing": True,
-                                        "padding": "max_length"})):
+    # batches, float32, whole batches. "annealed": lambda rising, batches
+    # padded to max_seq_length (the other way the stream is laid out),
+    # bfloat16, micro-batches of 6, two steps per call.
+    for name, changes, runtime in (
+            ("fixed", {}, Runtime()),
+            ("annealed", {"teacher_annealing": True, "padding": "max_length",
+                          "mixed_precision": "mixed_bfloat16"},
+             Runtime(micro_batch_size=6, steps_per_execution=2))):
         with pytest.MonkeyPatch.context() as monkeypatch:
             watched[name] = Run(debug_config(
                 bam_dir, tiny_glue, name, ["rte", "sts"],
-                **{**SETTINGS, **changes}), monkeypatch)
+                **{**SETTINGS, **changes}), runtime, monkeypatch)
     return watched
 
 
@@ -250,3 +255,26 @@ def test_task_sampling_probabilities(runs, name):
     np.testing.assert_allclose(runs[name].probabilities,
                                [1 / (1 + 2 ** 0.5), 2 ** 0.5 / (1 + 2 ** 0.5)],
                                rtol=1e-12)
+
+
+@BOTH
+def test_regularisation_reaches_the_model_and_optimizer(runs, name):
+    model = runs[name].model
+    # Dropout before each head, and inside the debug encoder (its own
+    # setting: a pretrained encoder keeps its checkpoint's).
+    assert model.dropout_rate == pytest.approx(0.2)
+    assert model.backbone.get_config()["dropout"] == pytest.approx(0.2)
+    assert model.optimizer.weight_decay_rate == pytest.approx(0.02)
+    assert model.optimizer.global_clipnorm == pytest.approx(2.0)
+
+
+def test_precision_and_runtime_reach_the_step(runs):
+    fixed, annealed = runs["fixed"].model, runs["annealed"].model
+    assert fixed.dtype_policy.name == "float32"
+    assert annealed.dtype_policy.name == "mixed_bfloat16"
+    assert annealed.backbone.dtype_policy.name == "mixed_bfloat16"
+    # Micro-batches of 6: two per batch of 12; whole batches otherwise.
+    assert fixed.schedule.micro_batch_size is None
+    assert annealed.schedule.micro_batch_size == 6
+    assert (fixed.steps_per_execution, annealed.steps_per_execution) == (
+        1, 2)

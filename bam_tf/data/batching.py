@@ -17,7 +17,10 @@ run's identity (`IDENTITY_PADDING`). buckets is another.
 
 import dataclasses
 
+import tensorflow as tf
+
 from bam_tf.config import PADDINGS
+from bam_tf.config import STATIC_PADDINGS
 from bam_tf.data import packing
 from bam_tf.data import pipeline
 from bam_tf.data.sampling import task_sampling_probabilities
@@ -53,17 +56,19 @@ class Batching:
         if self.padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got "
                              f"{self.padding!r}.")
-        if self.static and self.padding in ("buckets", "longest"):
+        if self.static and self.padding not in STATIC_PADDINGS:
             raise ValueError(f"--padding={self.padding} has no static "
                              "shapes: use packed or max_length.")
 
     @classmethod
-    def of(cls, config, runtime=None):
-        """The layout of `config` on `runtime`'s device."""
-        return cls.on_device(
-            config.padding, config.max_seq_length,
-            tpu=runtime is not None and runtime.strategy == "tpu",
-            jit_compile=runtime is not None and runtime.jit_compile)
+    def of(cls, config, runtime=None, strategy=None):
+        """The layout of `config` on `runtime`'s device (a TPU: the
+        runtime's strategy, or `strategy` a `TPUStrategy`)."""
+        tpu = runtime is not None and runtime.strategy == "tpu" or (
+            isinstance(strategy, tf.distribute.TPUStrategy))
+        return cls.on_device(config.padding, config.max_seq_length, tpu=tpu,
+                             jit_compile=runtime is not None
+                             and runtime.jit_compile)
 
     @classmethod
     def on_device(cls, padding, max_seq_length, tpu=False,
@@ -71,7 +76,7 @@ class Batching:
         """`padding` laid out for a device: static shapes on a TPU or with
         the whole step compiled, where the layout has them."""
         return cls(padding, max_seq_length, (tpu or jit_compile)
-                   and padding in ("packed", "max_length"))
+                   and padding in STATIC_PADDINGS)
 
     @property
     def is_static(self):

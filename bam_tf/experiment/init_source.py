@@ -8,6 +8,7 @@ from bam_tf.store import migration
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.tasks import get_tasks
 
+
 class InitSource:
     """The run `config.init_from_model` names, and its trial
     `config.init_from_trial`."""

@@ -1,6 +1,7 @@
-"""`RunInputs`: everything a run reads before it trains, read, checked
-and featurized once, before the first trial and before the model folder
-is written to."""
+"""What a run reads, in two steps made once each: `RunSources` (read and
+checked before the model folder is written to) and `RunInputs` (the same,
+featurized, once the first trial is claimed: a folder that is refused, or
+whose trials are all finished, costs no tokenizing)."""
 
 import dataclasses
 from typing import Optional
@@ -26,27 +27,31 @@ from bam_tf.tasks import get_tasks
 
 
 @dataclasses.dataclass(frozen=True)
-class RunInputs:
-    """A run's examples, features, teacher targets and identity.
+class RunSources:
+    """What a run reads, read and checked before its folder is opened:
+    the examples of every split, the teacher targets, the tokenizer and
+    the run's identity. `featurize` makes the `RunInputs` trials train on.
 
     Attributes:
         config: the `RunConfig`.
         tasks: its `Task`s, in `config.task_names` order.
-        train_examples: [Examples] per task; `train_features` beside them.
+        train_examples: [Examples] per task.
         eval_examples: {(task name, split): Examples} of the dev and test
-            splits found; `eval_features` beside them.
+            splits found.
         teachers: {task name: targets aligned with its training examples}
             (distillation only).
         vocabulary: the debug encoder's vocabulary (None for a pretrained
             encoder, whose tokenizer is its own).
+        tokenizer: the tokenizer features are made with.
         init_source: the `InitSource` of a Table 3 run, else None.
         identity: the run's identity (`bam_tf.store.identity`).
 
     Example:
 
     ```python
-    inputs = RunInputs.read(config)
-    examples, features = inputs.split(0, "dev")
+    sources = RunSources.read(config)
+    folder = open_model_dir(config, identity=sources.identity)
+    inputs = sources.featurize()
     ```
     """
 
@@ -56,15 +61,14 @@ class RunInputs:
     eval_examples: dict
     teachers: dict
     vocabulary: Optional[list]
-    train_features: list
-    eval_features: dict
+    tokenizer: object
     init_source: Optional[InitSource]
     identity: dict
 
     @classmethod
     def read(cls, config):
         """Reads and checks every input of `config`: its Table 3 source,
-        splits, teacher targets and encoder; then featurizes each split."""
+        splits, teacher targets and encoder."""
         tasks = get_tasks(config.task_names)
         source = InitSource(config) if config.init_from_model else None
         init_print = source.check() if source else None
@@ -84,22 +88,52 @@ class RunInputs:
             encoder_print = identity_lib.encoder_fingerprint(encoder)
         if source:
             source.check_encoder(encoder_print)
-        featurizer = Featurizer(tokenizer, config.max_seq_length)
-        cache = (feature_cache_dir(config.bam_dir)
-                 if config.cache_features else None)
         identity = identity_lib.build_identity(
             config, identity_lib.data_fingerprints(
                 tasks, train_examples, eval_examples),
             teachers, encoder_print, init_print)
-        return cls(
-            config=config, tasks=tasks, train_examples=train_examples,
-            eval_examples=eval_examples, teachers=teachers,
-            vocabulary=vocabulary,
+        return cls(config=config, tasks=tasks, train_examples=train_examples,
+                   eval_examples=eval_examples, teachers=teachers,
+                   vocabulary=vocabulary, tokenizer=tokenizer,
+                   init_source=source, identity=identity)
+
+    def featurize(self):
+        """The `RunInputs`: every split tokenized (from the feature cache
+        where the same examples were tokenized before)."""
+        config = self.config
+        featurizer = Featurizer(self.tokenizer, config.max_seq_length)
+        cache = (feature_cache_dir(config.bam_dir)
+                 if config.cache_features else None)
+        return RunInputs(
+            **{f.name: getattr(self, f.name)
+               for f in dataclasses.fields(RunSources)},
             train_features=[cached_features(featurizer, e, cache)
-                            for e in train_examples],
+                            for e in self.train_examples],
             eval_features={key: cached_features(featurizer, e, cache)
-                           for key, e in eval_examples.items()},
-            init_source=source, identity=identity)
+                           for key, e in self.eval_examples.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs(RunSources):
+    """`RunSources` with the features of every split: what a trial trains
+    and predicts on. `train_features` lie beside `train_examples`,
+    `eval_features` beside `eval_examples`.
+
+    Example:
+
+    ```python
+    inputs = RunInputs.read(config)
+    examples, features = inputs.split(0, "dev")
+    ```
+    """
+
+    train_features: list = None
+    eval_features: dict = None
+
+    @classmethod
+    def read(cls, config):
+        """`RunSources.read(config).featurize()`."""
+        return RunSources.read(config).featurize()
 
     def split(self, task_id, split):
         """(examples, features) of one split of the task_id-th task."""

@@ -13,7 +13,7 @@ from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
-from bam_tf.experiment.inputs import RunInputs
+from bam_tf.experiment.inputs import RunSources
 from bam_tf.experiment.inputs import fingerprint_encoder_at
 from bam_tf.experiment.trial import run_trial
 from bam_tf.store.model_dir import ModelDir
@@ -50,12 +50,13 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     runtime.validate(config, strategy.num_replicas_in_sync,
                      tpu=isinstance(strategy, tf.distribute.TPUStrategy))
     # Every input is read and checked before the folder is written to.
-    inputs = RunInputs.read(config)
+    sources = RunSources.read(config)
     if not is_chief(strategy):
-        return _run_worker(inputs, strategy, runtime)
+        return _run_worker(sources.featurize(), strategy, runtime)
     folder = open_model_dir(
-        config, overwrite, identity=inputs.identity, runtime=runtime,
+        config, overwrite, identity=sources.identity, runtime=runtime,
         fingerprint_encoder=lambda path: fingerprint_encoder_at(config, path))
+    inputs = None
     for hold in folder.claim_trials(
             runtime.trial_numbers(config.num_trials),
             runtime.claim_timeout_secs, runtime.heartbeat_secs,
@@ -63,6 +64,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
             # step: the chief cannot skip one alone.
             exclusive=is_multi_worker(strategy)):
         with hold:
+            inputs = inputs or sources.featurize()
             record = run_trial(inputs, folder, hold.trial, strategy, runtime,
                                verbose, hold=hold)
             record["runtime"] = _record_runtime(config, strategy, runtime)

@@ -30,8 +30,9 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
     """Trains and scores one trial of `inputs` (a `RunInputs`) in `folder`
     (a `ModelDir`); returns its record for results.json. With `scratch` (a
     non-chief worker's `ModelDir.scratch`), only trains: it reads the
-    chief's checkpoints and writes its own to `scratch`. `hold` (the chief's `TrialHold` on the
-    trial) is checked before anything lasting is written."""
+    chief's checkpoints and writes its own to `scratch`. `hold` (the
+    chief's `TrialHold` on the trial) is checked before anything lasting
+    is written."""
     config = inputs.config
     check_hold = hold.check if hold else (lambda: None)
     seed = trial_seed(config, trial)
@@ -44,7 +45,7 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
     check_position_limit(config, encoder)
     if scratch is None:
         folder.write_vocabulary(encoder.tokenizer.get_vocabulary())
-    batching = Batching.of(config, runtime)
+    batching = Batching.of(config, runtime, strategy)
     replicas = strategy.num_replicas_in_sync
     micro = runtime.micro_batches(config, replicas)
     train_ds, probabilities = pipeline.train_dataset(
@@ -79,7 +80,8 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
     written = scratch or folder
     trainer = TrialTrainer(
         model, train_ds, written.checkpoints_dir(trial),
-        written.logs_dir(trial), epoch_steps, total_steps, runtime, trial, config.task_names,
+        written.logs_dir(trial), epoch_steps, total_steps, runtime, trial,
+        config.task_names,
         evaluate=(lambda: evaluate(model, inputs, predict(dev)))
         if config.eval_each_epoch and scratch is None else None,
         before_save=check_hold,

@@ -18,6 +18,7 @@ import tensorflow as tf
 from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.locking import LOCK_FILE
 from bam_tf.store.ownership import MODEL_FOLDER_FILES
 from bam_tf.store.bam_dir import RESERVED_FOLDERS
 from bam_tf.io_utils import atomic_write_json
@@ -140,7 +141,7 @@ def check_export_dir(model_dir, export_dir, form):
     "transformers"). Nothing is written before this passes."""
     target = os.path.realpath(export_dir)
     model = os.path.realpath(model_dir)
-    bam_dir = os.path.dirname(os.path.dirname(model))
+    bam_dir = ModelDir.at(model).bam_dir
     reserved = [os.path.join(bam_dir, name) for name in RESERVED_FOLDERS]
     inside = lambda root: target == root or target.startswith(root + os.sep)
     where = ("the model folder it exports" if inside(model)
@@ -149,7 +150,7 @@ def check_export_dir(model_dir, export_dir, form):
                         if inside(r)), None))
     if where is None and os.path.isdir(target):
         names = set(os.listdir(target))
-        if names & set(MODEL_FOLDER_FILES + (".lock",)):
+        if names & set(MODEL_FOLDER_FILES + (LOCK_FILE,)):
             where = "a model folder"
         elif names and _EXPORT_MARKERS[form] not in names:
             where = "a non-empty folder that holds no earlier export of " \

@@ -14,9 +14,13 @@ RESERVED_FOLDERS = ("models", "cache", "comparisons", "glue_data",
                     "pretrained_models")
 
 
+def models_dir(bam_dir):
+    return os.path.join(bam_dir, "models")
+
+
 def model_path(bam_dir, name):
     """Where model `name` of `bam_dir` is."""
-    return os.path.join(bam_dir, "models", name)
+    return os.path.join(models_dir(bam_dir), name)
 
 
 def feature_cache_dir(bam_dir):

@@ -131,6 +131,10 @@ def claim_alive(holder, claim_timeout_secs):
         time.time() - beat < claim_timeout_secs)
 
 
+# The lock file a `FolderLock` keeps in its folder.
+LOCK_FILE = ".lock"
+
+
 class FolderLock:
     """An exclusive lock on a folder, held for short updates.
 
@@ -143,7 +147,7 @@ class FolderLock:
     """
 
     def __init__(self, folder, timeout_secs=600.0, stale_secs=600.0):
-        self.path = os.path.join(folder, ".lock")
+        self.path = os.path.join(folder, LOCK_FILE)
         self.timeout_secs = timeout_secs
         self.stale_secs = stale_secs
         # One lock object serves several threads (a trial's heartbeat and

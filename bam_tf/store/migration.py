@@ -90,5 +90,8 @@ def earlier_identity(folder, saved_config, config, identity,
 def same_encoder_by_path(folder, config):
     """For a Table 3 source folder written before identity.json: whether
     its encoder is `config`'s, by the saved path."""
-    path = (folder.read_saved_config() or {}).get("pretrained_model")
+    # Saved relative to the BAM_DIR by the versions that write portable
+    # paths.
+    path = folder.resolve((folder.read_saved_config() or {}).get(
+        "pretrained_model"))
     return config.debug or path == config.pretrained_model

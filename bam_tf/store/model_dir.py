@@ -132,13 +132,21 @@ class ModelDir:
         atomic_write_text(self.vocab_path, "\n".join(tokens) + "\n")
 
     def read_vocabulary(self):
-        """The tokens of vocab.txt; an error naming it when missing."""
+        """The tokens of vocab.txt; an error naming it when it is
+        missing, unreadable or empty."""
         try:
             with open(self.vocab_path, encoding="utf-8") as f:
-                return f.read().splitlines()
+                tokens = f.read().splitlines()
         except OSError as e:
             raise ModelDirError(f"{self.vocab_path}: cannot read the "
                                 f"vocabulary ({e.strerror}).") from None
+        except UnicodeDecodeError as e:
+            raise ModelDirError(f"{self.vocab_path}: not UTF-8 text ({e}); "
+                                "restore it from a copy.") from None
+        if not tokens:
+            raise ModelDirError(f"{self.vocab_path}: holds no token; restore "
+                                "it from a copy.")
+        return tokens
 
     def exists(self):
         return os.path.isdir(self.path)

@@ -28,7 +28,14 @@ def check_identity(folder, config, identity, saved_encoder_print=None):
             return True
         saved = migration.earlier_identity(folder, earlier, config,
                                            identity, saved_encoder_print)
-    differ = identity_lib.differences(saved, identity)
+    try:
+        differ = identity_lib.differences(saved, identity)
+    except (TypeError, ValueError, AttributeError) as e:
+        # A hand-edited file ("teachers": 5, say).
+        where = (folder.identity_path if recorded is not None
+                 else folder.config_path)
+        raise RunError(f"{where}: a value of the wrong form ({e}); restore "
+                       "the file from a copy.") from None
     if identity["encoder"] is None:  # checked without the run's inputs
         differ = [d for d in differ if d.startswith("experiment.")]
     if not differ:

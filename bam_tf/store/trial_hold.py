@@ -1,12 +1,12 @@
 """`TrialHold`: one trial of a model folder held by this process, from
 its claim to its record in results.json; `claim_trials` hands them out.
 
-The sharing protocol of a folder (docs/usage.md, "Many trials, many machines") in
-one place: under the folder's lock a finished trial is skipped and an
-unfinished one is claimed; a running trial's claim is refreshed by a
-heartbeat; its record is merged under the lock only while the claim is
-still this process's; the claim is then released and, the record being
-safe, the trial's training checkpoints deleted.
+The sharing protocol of a folder (docs/usage.md, "Many trials, many
+machines") in one place: under the folder's lock a finished trial is
+skipped and an unfinished one is claimed; a running trial's claim is
+refreshed by a heartbeat; its record is merged under the lock only while
+the claim is still this process's; the claim is then released and, the
+record being safe, the trial's training checkpoints deleted.
 """
 
 import shutil
