@@ -21,6 +21,7 @@ import typing
 from typing import Optional
 
 from bam_tf.errors import BamError
+from bam_tf.settings import MAP_FORMS
 from bam_tf.settings import REQUIRED
 from bam_tf.settings import setting
 
@@ -96,7 +97,7 @@ class RunConfig:
     task_names: tuple = setting(
         REQUIRED, "experiment", "Comma-separated tasks, e.g. rte,mrpc,sts "
         "(GLUE: cola, sst, mrpc, sts, qqp, mnli, qnli, rte, wnli; or your "
-        "own, --task_modules).", recipe_owned=True)
+        "own, --task_modules).", recipe_owned=True, form="names")
     glue_dir: Optional[str] = setting(
         None, "paths", "GLUE folder (default BAM_DIR/glue_data).",
         path=True)
@@ -178,7 +179,7 @@ class RunConfig:
     task_loss_weights: tuple = setting(
         (), "experiment", "task:weight,... multiplies each example's loss "
         "by its task's weight (default 1; multi-task runs; not in the "
-        "original).")
+        "original).", form="task_numbers")
     double_unordered: bool = setting(
         True, "experiment", "Train on both orders of unordered pairs (MRPC, "
         "STS-B), as the original does.")
@@ -190,10 +191,10 @@ class RunConfig:
         "(--teachers).", recipe_owned=True)
     teachers: tuple = setting(
         (), "experiment", "task:teacher_model,... (with --distill).",
-        inert_unless="distill", recipe_owned=True)
+        inert_unless="distill", recipe_owned=True, form="task_names")
     teacher_trials: tuple = setting(
         (1,), "experiment", "Teacher trial(s) whose targets to use; several "
-        "give an ensemble (mean).", inert_unless="distill")
+        "give an ensemble (mean).", inert_unless="distill", form="trials")
     teacher_annealing: bool = setting(
         True, "experiment", "lambda rises from 0 to 1 over training (target "
         "= lambda * gold + (1 - lambda) * teacher); off: lambda fixed at 1 - "
@@ -238,16 +239,16 @@ class RunConfig:
                 f"{sorted(names)}."
             )
         values = dict(values)
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is REQUIRED and f.name not in values]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} required.")
         # The command line's text is parsed by its flags (bam_tf_flags):
         # here only the forms config.json holds, lists and objects.
-        values["task_names"] = _sequence(values, "task_names", _name,
-                                         "task names")
-        values["teachers"] = _task_pairs(values, "teachers", _name,
-                                         "model names")
-        values["task_loss_weights"] = _task_pairs(
-            values, "task_loss_weights", float, "numbers")
-        values["teacher_trials"] = _sequence(
-            values, "teacher_trials", _trial_number, "trial numbers", (1,))
+        for field in dataclasses.fields(cls):
+            if field.metadata["form"] and field.name in values:
+                values[field.name] = _FORM_READERS[field.metadata["form"]](
+                    values, field.name)
         for field in dataclasses.fields(cls):
             if field.name in values:
                 values[field.name] = _typed(field, values[field.name])
@@ -284,10 +285,8 @@ class RunConfig:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["task_names"] = list(self.task_names)
-        d["teachers"] = dict(self.teachers)
-        d["teacher_trials"] = list(self.teacher_trials)
-        d["task_loss_weights"] = dict(self.task_loss_weights)
+        for name in _with("form", None, equal=False):
+            d[name] = as_saved(self.__dataclass_fields__[name], d[name])
         return d
 
     def replace(self, **changes):
@@ -368,9 +367,19 @@ class RunConfig:
                   "learn from them, or drop --teachers.")
 
 
-def _with(role, value=True):
+def _with(role, value=True, equal=True):
     return tuple(f.name for f in dataclasses.fields(RunConfig)
-                 if f.metadata[role] == value)
+                 if (f.metadata[role] == value) == equal)
+
+
+def as_saved(field, value):
+    """A structured setting's value as config.json and identity.json hold
+    it: a list, or a {task: value} map."""
+    if field.metadata["form"] in MAP_FORMS:
+        if isinstance(value, (list, tuple)):  # pairs
+            value = {k: v for k, v in value}
+        return dict(value or {})
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 # Which part of a run each setting belongs to. The experiment decides
@@ -467,6 +476,16 @@ def _task_pairs(values, key, convert, what):
     except (TypeError, ValueError):
         raise ConfigError(
             f"{key} must map tasks to {what}, got {values[key]!r}.") from None
+
+
+# How each form is read from config.json's lists and objects (or a
+# RunConfig's own tuples), with its form in errors.
+_FORM_READERS = {
+    "names": lambda v, k: _sequence(v, k, _name, "task names"),
+    "trials": lambda v, k: _sequence(v, k, _trial_number, "trial numbers"),
+    "task_names": lambda v, k: _task_pairs(v, k, _name, "model names"),
+    "task_numbers": lambda v, k: _task_pairs(v, k, float, "numbers"),
+}
 
 
 def glue_dir(config):

@@ -57,7 +57,7 @@ class Runtime:
         None, "runtime", "Run only these trial numbers, e.g. 3, 4,5 or 1-10 "
         "(default: every unfinished trial of 1..num_trials that no live "
         "process holds). Copies of one command on many GPUs or machines "
-        "share the trials out either way.")
+        "share the trials out either way.", form="trials")
     claim_timeout_secs: float = setting(
         600.0, "runtime", "A trial claimed by a process on another host "
         "whose heartbeat is older than this is taken over (on the same "

@@ -7,10 +7,13 @@ import dataclasses
 
 REQUIRED = dataclasses.MISSING
 SECTION_NAMES = ("experiment", "paths", "outputs", "runtime")
+FORMS = (None, "names", "trials", "task_names", "task_numbers")
+# The forms of a map from tasks to values.
+MAP_FORMS = ("task_names", "task_numbers")
 
 
 def setting(default, section, help, *, path=False, encoder=False,
-            inert_unless=None, recipe_owned=False, choices=None):
+            inert_unless=None, recipe_owned=False, choices=None, form=None):
     """One setting, declared once: its default, its part of a run
     (`section`), its help (the flag's --help, with the default and the
     presets' values added) and its roles. The flags, the identity's
@@ -30,11 +33,18 @@ def setting(default, section, help, *, path=False, encoder=False,
         recipe_owned: set per step by a recipe, never by its user.
         choices: the values its flag takes (the configuration checks them
             too: config.json is not read through the flags).
+        form: a structured value's form, one of `FORMS`: "names" (a list
+            of names), "trials" (trial numbers, 1-3,7 on the command line),
+            "task_names" ({task: model name}) or "task_numbers" ({task:
+            number}); held as a tuple (of pairs, for a map).
     """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if section not in SECTION_NAMES:
         raise ValueError(f"section must be one of {SECTION_NAMES}, got "
                          f"{section!r}")
     metadata = {"section": section, "help": help, "path": path,
                 "encoder": encoder, "inert_unless": inert_unless,
-                "recipe_owned": recipe_owned, "choices": choices}
+                "recipe_owned": recipe_owned, "choices": choices,
+                "form": form}
     return dataclasses.field(default=default, metadata=metadata)

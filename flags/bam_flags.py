@@ -43,9 +43,10 @@ def _flag_type(field):
     return kind
 
 
-# The task -> value fields: how a value is read, and its form in errors.
-_TASK_MAPS = {"teachers": (str, "task:model"),
-              "task_loss_weights": (float, "task:number")}
+# The forms of a task -> value setting (`bam_tf.settings.FORMS`): how a
+# value is read, and its form in errors.
+_TASK_MAPS = {"task_names": (str, "task:model"),
+              "task_numbers": (float, "task:number")}
 
 
 def _define(field, flag_values):
@@ -61,13 +62,13 @@ def _define(field, flag_values):
         flags.DEFINE_integer(field.name, None, help_text, **fv)
     elif kind is float:
         flags.DEFINE_float(field.name, None, help_text, **fv)
-    elif field.name == "task_names":
+    elif field.metadata["form"] == "names":
         flags.DEFINE_list(field.name, None, help_text, **fv)
-    elif field.name in ("teacher_trials", "trials"):
+    elif field.metadata["form"] == "trials":
         define_trials(field.name, help_text, flag_values, __name__)
-    elif field.name in _TASK_MAPS:
-        define_task_map(field.name, *_TASK_MAPS[field.name], help_text,
-                        flag_values, __name__)
+    elif field.metadata["form"] in _TASK_MAPS:
+        define_task_map(field.name, *_TASK_MAPS[field.metadata["form"]],
+                        help_text, flag_values, __name__)
     else:
         flags.DEFINE_string(field.name, None, help_text, **fv)
 
@@ -135,7 +136,7 @@ def command_line(config, run_time=None, trial=None,
         default = defaults[name].default
         if isinstance(default, tuple):
             default = list(default)
-        if name in ("model_name", "bam_dir", "task_names") or (
+        if default is dataclasses.MISSING or (
                 value is not None and value != default
                 and value not in ({}, [])):
             words.append(_flag_text(name, value))

@@ -150,15 +150,9 @@ def experiment_as_read_now(saved):
     # (`bam_tf.data.batching`): a folder's trials may use any of them.
     values["padding"] = IDENTITY_PADDING.get(values["padding"],
                                              values["padding"])
-    for key in ("task_names", "teacher_trials"):
-        if isinstance(values[key], (list, tuple)):
-            values[key] = list(values[key])
-    for key in ("teachers", "task_loss_weights"):
-        value = values[key]
-        if isinstance(value, (list, tuple)):  # pairs
-            value = {k: v for k, v in value}
-        values[key] = dict(value or {})
-    return values
+    fields = config_lib.RunConfig.__dataclass_fields__
+    return {key: config_lib.as_saved(fields[key], value)
+            for key, value in values.items()}
 
 
 def experiment_differences(saved, current):
