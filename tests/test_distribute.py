@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from bam_tf.runtime import Runtime
+from bam_tf.config import ConfigError
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
-from bam_tf.errors import RunError
 from bam_tf.experiment import run
+from bam_tf.runtime import Runtime
 from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,7 +87,7 @@ def test_mirrored_micro_batches_make_the_same_run(bam_dir, tiny_glue,
     # 8 divides the global batch of 24 but not a replica's 12: refused
     # before anything is written.
     wide = _config(bam_dir, tiny_glue, "uneven").replace(train_batch_size=24)
-    with pytest.raises(RunError, match="train_batch_size 24 over 2 "
+    with pytest.raises(ConfigError, match="train_batch_size 24 over 2 "
                        "replica"):
         run.train_and_evaluate(wide, mirrored, verbose=0,
                                runtime=Runtime(micro_batch_size=8))
