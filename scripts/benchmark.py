@@ -57,12 +57,12 @@ from bam_tf.config import PADDINGS
 from bam_tf.data.batching import Batching
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import BamError
-from bam_tf.store.ownership import check_output_file
-from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
+from bam_tf.store.ownership import check_output_file
 from bam_tf_benchmarks import compute
 from bam_tf_benchmarks import harness as benchmark
 from bam_tf_benchmarks import profile
+from bam_tf_flags import bam_flags
 
 flags.DEFINE_string("pretrained_model", None, "Encoder (folder or preset).")
 flags.DEFINE_string("bam_dir", None, "For names under pretrained_models/.")

@@ -16,8 +16,8 @@ from bam_tf.config import DATA_SOURCES
 from bam_tf.data.stats import data_statistics
 from bam_tf.data.stats import format_statistics
 from bam_tf.errors import BamError
-from bam_tf.store.ownership import check_output_file
 from bam_tf.io_utils import atomic_write_json
+from bam_tf.store.ownership import check_output_file
 from bam_tf.tasks import get_tasks
 from bam_tf_flags import bam_flags
 

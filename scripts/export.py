@@ -26,11 +26,11 @@ from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
-from bam_tf_flags import bam_flags
 from bam_tf.serving.export import export_keras_hub
 from bam_tf.serving.export import export_model
 from bam_tf.serving.export import export_transformers
 from bam_tf.store.bam_dir import model_path
+from bam_tf_flags import bam_flags
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_string("model_name", None, "Model folder under BAM_DIR/models.")

@@ -25,8 +25,8 @@ from absl import app
 from absl import flags
 
 from bam_tf.errors import BamError
-from bam_tf.store.ownership import check_output_file
 from bam_tf.serving.task_table import read_task_table
+from bam_tf.store.ownership import check_output_file
 
 flags.DEFINE_string("export_dir", None, "An export of scripts/export.py.")
 flags.DEFINE_string("task_name", None, "A task of the model, or 'all'.")

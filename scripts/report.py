@@ -40,10 +40,10 @@ from bam_tf.analysis.report import build_report
 from bam_tf.analysis.report import format_markdown
 from bam_tf.analysis.report import parse_pair
 from bam_tf.errors import BamError
-from bam_tf.store.ownership import check_output_file
-from bam_tf_flags import bam_flags
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.store.ownership import check_output_file
+from bam_tf_flags import bam_flags
 
 flags.DEFINE_string("bam_dir", None, "Root folder.")
 flags.DEFINE_list("model_names", None, "Model folders to compare; "

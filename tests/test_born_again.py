@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from bam_tf.config import ConfigError
-from bam_tf.runtime import Runtime
 from bam_tf.experiment import recipes
+from bam_tf.runtime import Runtime
 from bam_tf.store.opening import open_model_dir
 from bam_tf.store.outputs import read_predictions
 from conftest import debug_config

@@ -12,13 +12,13 @@ import pytest
 
 from bam_tf import config as config_lib
 from bam_tf.config import ConfigError
-from bam_tf.runtime import Runtime
 from bam_tf.encoders.encoder import load_encoder
 from bam_tf.errors import RunError
+from bam_tf.runtime import Runtime
 from bam_tf.store import identity as identity_lib
-from bam_tf.store.opening import open_model_dir
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.model_dir import ModelDirError
+from bam_tf.store.opening import open_model_dir
 
 from conftest import REPO
 from conftest import debug_config

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from bam_tf.config import RunConfig
-from bam_tf.runtime import Runtime
 from bam_tf.data.batching import Batching
 from bam_tf.errors import RunError
 from bam_tf.experiment.evaluation import evaluate
 from bam_tf.experiment.evaluation import predict_splits
 from bam_tf.experiment.inputs import RunInputs
 from bam_tf.experiment.run import train_and_evaluate
+from bam_tf.runtime import Runtime
 from bam_tf.serving.export import load_trained_model
 from bam_tf.store import identity as identity_lib
 from bam_tf.store.model_dir import ModelDir

@@ -12,11 +12,11 @@ from bam_tf.data.batching import Batching
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.experiment import evaluation
 from bam_tf.experiment.inputs import RunInputs
+from bam_tf.io_utils import atomic_open
+from bam_tf.model.factory import build_model
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.outputs import OutputFileError
 from bam_tf.store.outputs import read_predictions
-from bam_tf.io_utils import atomic_open
-from bam_tf.model.factory import build_model
 
 from conftest import debug_config
 

@@ -11,10 +11,10 @@ from scipy import stats
 from bam_tf.analysis import report
 from bam_tf.analysis import statistics
 from bam_tf.data.loading import load_split
+from bam_tf.io_utils import atomic_write_json
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.outputs import read_predictions
 from bam_tf.store.outputs import write_predictions
-from bam_tf.io_utils import atomic_write_json
 from bam_tf.tasks import get_task
 from bam_tf.tasks import scoring
 

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from bam_tf.runtime import Runtime
 from bam_tf.experiment import run
+from bam_tf.runtime import Runtime
 from bam_tf.training.callbacks import NonFiniteLossError
 from bam_tf.training.checkpoints import restore_newest_readable
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from bam_tf.errors import RunError
-from bam_tf.store.opening import open_model_dir
-from bam_tf.store.outputs import read_predictions
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
+from bam_tf.store.opening import open_model_dir
+from bam_tf.store.outputs import read_predictions
 
 from conftest import REPO
 from conftest import debug_config

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from bam_tf.data.loading import load_split
-from bam_tf.store.model_dir import ModelDir
-from bam_tf.store.outputs import write_predictions
 from bam_tf.experiment.teachers import TeacherError
 from bam_tf.experiment.teachers import teacher_targets
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.outputs import write_predictions
 from bam_tf.tasks import get_task
 
 RTE, STS = get_task("rte"), get_task("sts")

@@ -19,14 +19,14 @@ from absl import logging
 from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
-from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
-from bam_tf.store import identity as identity_lib
-from bam_tf.store.model_dir import ModelDir
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
+from bam_tf.runtime import Runtime
+from bam_tf.store import identity as identity_lib
 from bam_tf.store.bam_dir import comparison_base
+from bam_tf.store.model_dir import ModelDir
 from bam_tf.tasks import get_tasks
 from bam_tf.tasks import scoring
 

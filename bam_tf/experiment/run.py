@@ -9,13 +9,13 @@ trials are shared out and each is trained once.
 
 import tensorflow as tf
 
-from bam_tf.runtime import Runtime
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
 from bam_tf.experiment.inputs import RunSources
 from bam_tf.experiment.inputs import fingerprint_encoder_at
 from bam_tf.experiment.trial import run_trial
+from bam_tf.runtime import Runtime
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.opening import open_model_dir
 

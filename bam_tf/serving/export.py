@@ -17,10 +17,6 @@ import tensorflow as tf
 
 from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
-from bam_tf.store.model_dir import ModelDir
-from bam_tf.store.locking import LOCK_FILE
-from bam_tf.store.ownership import MODEL_FOLDER_FILES
-from bam_tf.store.bam_dir import RESERVED_FOLDERS
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model.factory import build_model
 from bam_tf.serving.hf_folder import write_hf_folder
@@ -28,6 +24,10 @@ from bam_tf.serving.keras_hub_preset import write_keras_hub_preset
 from bam_tf.serving.task_table import TASKS_FILE
 from bam_tf.serving.task_table import ExportError
 from bam_tf.serving.task_table import task_table
+from bam_tf.store.bam_dir import RESERVED_FOLDERS
+from bam_tf.store.locking import LOCK_FILE
+from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.ownership import MODEL_FOLDER_FILES
 from bam_tf.tasks import get_tasks
 from bam_tf.training.checkpoints import load_weights
 

@@ -7,8 +7,8 @@ import shutil
 
 from absl import logging
 
-from bam_tf.runtime import Runtime
 from bam_tf.errors import RunError
+from bam_tf.runtime import Runtime
 from bam_tf.store import identity as identity_lib
 from bam_tf.store import migration
 from bam_tf.store.model_dir import ModelDir
