@@ -242,7 +242,9 @@ class RunConfig:
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.default is REQUIRED and f.name not in values]
         if missing:
-            raise ConfigError(f"{', '.join(missing)} required.")
+            raise ConfigError(f"{', '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} "
+                              "required.")
         # The command line's text is parsed by its flags (bam_tf_flags):
         # here only the forms config.json holds, lists and objects.
         for field in dataclasses.fields(cls):
