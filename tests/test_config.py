@@ -202,3 +202,12 @@ def test_parse_trials(text, trials):
 def test_parse_trials_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_trials(text)
+
+
+def test_missing_required_settings_are_named():
+    with pytest.raises(ConfigError, match="^bam_dir, task_names are "
+                       "required.$"):
+        RunConfig.from_dict({"model_name": "m", "debug": True})
+    with pytest.raises(ConfigError, match="^task_names is required.$"):
+        RunConfig.from_dict({"model_name": "m", "bam_dir": "/b",
+                             "debug": True})
