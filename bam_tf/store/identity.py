@@ -14,10 +14,9 @@ and whatever it writes. The identity is
   name and trials are in the experiment);
 - the weights a Table 3 run starts from, by a fingerprint of the file.
 
-It is saved as identity.json in the model folder. Folders written before
-identities existed have only config.json: their experiment is compared,
-and the encoder by its path (by fingerprint, where that path still
-exists); then identity.json is written, so later runs compare everything.
+It is saved as identity.json in the model folder. A folder written before
+identities existed has only config.json: `bam_tf.store.migration` makes
+its saved identity from it, and the next start writes identity.json.
 
 Example:
 
