@@ -92,7 +92,7 @@ def output_splits(inputs, trial, n_writes_distill, n_writes_test):
     if trial <= n_writes_distill:
         splits += [(i, "train") for i in range(len(inputs.tasks))]
     if trial <= n_writes_test:
-        splits += inputs.test_splits()
+        splits += inputs.eval_splits()
     return sorted(splits, key=lambda s: s[0])
 
 

@@ -82,8 +82,7 @@ class RunSources:
             encoder_print = identity_lib.debug_encoder_fingerprint(config)
         else:
             vocabulary = None
-            encoder = load_encoder(config.pretrained_model, config.bam_dir)
-            check_position_limit(config, encoder)
+            encoder = _checked_encoder(config, config.pretrained_model)
             tokenizer = encoder.tokenizer
             encoder_print = identity_lib.encoder_fingerprint(encoder)
         if source:
@@ -147,7 +146,7 @@ class RunInputs(RunSources):
         return [(i, split) for i, task in enumerate(self.tasks)
                 for split in task.dev_splits]
 
-    def test_splits(self):
+    def eval_splits(self):
         """[(task_id, split)] of the dev and test splits found."""
         return [(i, split) for i, task in enumerate(self.tasks)
                 for split in task.dev_splits + task.test_splits
@@ -186,16 +185,18 @@ def _read_teachers(config, tasks, train_examples):
     return targets
 
 
-def check_position_limit(config, encoder):
+def _checked_encoder(config, path):
+    """The pretrained encoder at `path`, refused where `config`'s
+    max_seq_length exceeds its position limit."""
+    encoder = load_encoder(path, config.bam_dir)
     if config.max_seq_length > encoder.position_limit:
         raise RunError(
             f"max_seq_length {config.max_seq_length} exceeds the encoder's "
             f"position limit {encoder.position_limit} ({encoder.source}).")
+    return encoder
 
 
 def fingerprint_encoder_at(config, path):
     """The fingerprint of the encoder at `path` (a folder written before
     identity.json names its encoder by path: `bam_tf.store.migration`)."""
-    encoder = load_encoder(path, config.bam_dir)
-    check_position_limit(config, encoder)
-    return identity_lib.encoder_fingerprint(encoder)
+    return identity_lib.encoder_fingerprint(_checked_encoder(config, path))

@@ -13,7 +13,6 @@ from bam_tf.experiment.evaluation import output_splits
 from bam_tf.experiment.evaluation import predict_splits
 from bam_tf.experiment.evaluation import write_outputs
 from bam_tf.experiment.hparams import write_trial_hparams
-from bam_tf.experiment.inputs import check_position_limit
 from bam_tf.model.factory import build_model
 from bam_tf.model.factory import compile_for_training
 from bam_tf.training.checkpoints import save_weights
@@ -41,8 +40,9 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
     # scope to be mirrored (and to get its optimizer slots beside it).
     with strategy.scope():
         # Seeded by the trial's set_random_seed above, nothing between.
+        # Its position limit was checked as the inputs were read (a debug
+        # encoder's is at least max_seq_length).
         encoder = build_encoder(config, vocabulary=inputs.vocabulary)
-    check_position_limit(config, encoder)
     if scratch is None:
         folder.write_vocabulary(encoder.tokenizer.get_vocabulary())
     batching = Batching.of(config, runtime, strategy)
