@@ -356,7 +356,8 @@ def _variant_run(inputs, batch_size, steps, warmup_steps, variant):
                if not settings.get(key, True)]
     result = bam_tf_throughput(
         encoder.backbone, tasks, features, batch_size, steps, warmup_steps,
-        Batching("buckets", inputs["max_seq_length"]), predict=False, jit_compile=settings.get("jit_compile", False),
+        Batching("buckets", inputs["max_seq_length"]), predict=False,
+        jit_compile=settings.get("jit_compile", False),
         change_model=lambda m: [c(m) for c in changes])
     # As this process saw them (inherited from `variant_comparison`).
     result["environment"] = {k: os.environ.get(k) for k in ENVIRONMENT_KEYS}
