@@ -123,6 +123,15 @@ class Runtime:
         return replicas * (config.train_batch_size // replicas // micro
                            if micro else 1)
 
+    def record(self, config, replicas=1):
+        """How a trial of `config` was run on `replicas`, kept with its
+        numbers: replicas and micro-batches sum in another order, and
+        micro-batches draw dropout masks per micro-batch, so such trials
+        agree to rounding, not bits."""
+        return {"strategy": self.strategy, "replicas": int(replicas),
+                "micro_batch_size": self.micro_batches(config, replicas),
+                "jit_compile": self.jit_compile}
+
     def trial_numbers(self, num_trials):
         """The trials this process is asked for, in order."""
         if self.trials is None:

@@ -8,7 +8,7 @@ import types
 import keras
 import pytest
 
-from bam_tf.training.callbacks import EpochLosses
+from bam_tf.training.checkpoints import EpochLosses
 
 
 class _Model:

@@ -208,3 +208,30 @@ def test_a_claim_from_another_machine_with_the_same_host_name_waits(
     _claim_file(path, host=socket.gethostname(), pid=os.getpid() + 10 ** 6,
                 started=None, machine="another-boot/pid:[1]")
     assert Claim.take(str(path), 600, lock) is None
+
+
+def test_a_follower_takes_each_unfinished_trial_and_writes_nothing(
+        tmp_path):
+    """A non-chief worker's trials (`claim_trials(..., follow=True)`): the
+    unfinished ones, unclaimed, their checkpoints in a scratch folder that
+    is gone at the end; the model folder is left as it was."""
+    from bam_tf.store.model_dir import ModelDir
+    folder = ModelDir(str(tmp_path), "m")
+    folder.merge_results([{"trial": 2, "seed": 2, "avg": 1.0,
+                           "metrics": {"rte": {"score": 1.0}}}])
+    before = sorted(os.listdir(folder.path))
+    taken, scratches = [], set()
+    for hold in folder.claim_trials([1, 2, 3], 600.0, 30.0, follow=True):
+        with hold:
+            assert hold.folder is folder and not hold.lost
+            assert hold.written is hold.scratch
+            assert hold.scratch.name == "m"
+            assert hold.scratch.bam_dir != folder.bam_dir
+            hold.check()
+            hold.commit({"trial": hold.trial})  # the chief's to write
+            taken.append(hold.trial)
+            scratches.add(hold.scratch.bam_dir)
+    assert taken == [1, 3]
+    assert len(scratches) == 1 and not os.path.exists(scratches.pop())
+    assert sorted(os.listdir(folder.path)) == before
+    assert folder.finished_trials() == {2}

@@ -1,5 +1,5 @@
 """A trained model's predictions on a run's splits, their scores, and the
-files they are written to."""
+files they are written to; `Evaluator` does all three for one trial."""
 
 import weakref
 
@@ -111,3 +111,50 @@ def write_outputs(inputs, folder, trial, predictions, splits):
                 folder.glue_submission_path(
                     trial, task.submission_files[split]),
                 task, eids, outputs)
+
+
+class Evaluator:
+    """One trial's evaluation: `model`'s predictions on the splits of
+    `inputs` (a `RunInputs`) in `batching`'s layout, batches of
+    `batch_size`, scored on the dev splits and written to a model folder.
+
+    Example:
+
+    ```python
+    evaluator = Evaluator(model, inputs, batching, batch_size=32)
+    scores, avg = evaluator.dev_scores()  # after an epoch
+    scores, avg = evaluator.finish(folder, trial=1, n_writes_distill=1,
+                                   n_writes_test=1)
+    ```
+    """
+
+    def __init__(self, model, inputs, batching, batch_size):
+        self.model = model
+        self.inputs = inputs
+        self.batching = batching
+        self.batch_size = batch_size
+
+    def predict(self, splits):
+        return predict_splits(self.model, self.inputs, splits, self.batching,
+                              self.batch_size)
+
+    def dev_scores(self):
+        """({task: metrics}, average) on the dev splits."""
+        return evaluate(self.model, self.inputs,
+                        self.predict(self.inputs.dev_splits()))
+
+    def finish(self, folder, trial, n_writes_distill, n_writes_test,
+               before_write=None):
+        """Scores the trained model on the dev splits and writes the
+        trial's prediction and submission files (`output_splits`) to
+        `folder` (a `ModelDir`); `before_write` is called first (a lost
+        claim raises there). Returns ({task: metrics}, average)."""
+        dev = self.inputs.dev_splits()
+        splits = output_splits(self.inputs, trial, n_writes_distill,
+                               n_writes_test)
+        predictions = self.predict(dev + [s for s in splits if s not in dev])
+        scores, avg = evaluate(self.model, self.inputs, predictions)
+        if before_write:
+            before_write()
+        write_outputs(self.inputs, folder, trial, predictions, splits)
+        return scores, avg

@@ -51,48 +51,25 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
                      tpu=isinstance(strategy, tf.distribute.TPUStrategy))
     # Every input is read and checked before the folder is written to.
     sources = RunSources.read(config)
-    if not is_chief(strategy):
-        return _run_worker(sources.featurize(), strategy, runtime)
+    trials = runtime.trial_numbers(config.num_trials)
+    chief = is_chief(strategy)
     folder = open_model_dir(
         config, overwrite, identity=sources.identity, runtime=runtime,
-        fingerprint_encoder=lambda path: fingerprint_encoder_at(config, path))
+        fingerprint_encoder=lambda path: fingerprint_encoder_at(config, path),
+        trials=trials) if chief else ModelDir.of(config)
+    holds = folder.claim_trials(
+        trials, runtime.claim_timeout_secs, runtime.heartbeat_secs,
+        # The other workers train every trial the chief does, in step:
+        # the chief cannot skip one alone, and they claim none.
+        exclusive=is_multi_worker(strategy), follow=not chief)
     inputs = None
-    for hold in folder.claim_trials(
-            runtime.trial_numbers(config.num_trials),
-            runtime.claim_timeout_secs, runtime.heartbeat_secs,
-            # The other workers train every trial the chief does, in
-            # step: the chief cannot skip one alone.
-            exclusive=is_multi_worker(strategy)):
+    for hold in holds:
         with hold:
             inputs = inputs or sources.featurize()
-            record = run_trial(inputs, folder, hold.trial, strategy, runtime,
-                               verbose, hold=hold)
-            record["runtime"] = _record_runtime(config, strategy, runtime)
-            hold.commit(record)
-    return folder.read_results()
-
-
-def _record_runtime(config, strategy, runtime):
-    """How the trial was run, kept with its numbers: replicas and
-    micro-batches sum in another order, and micro-batches draw dropout
-    masks per micro-batch, so such trials agree to rounding, not bits."""
-    return {"strategy": runtime.strategy,
-            "replicas": int(strategy.num_replicas_in_sync),
-            "micro_batch_size": runtime.micro_batches(
-                config, strategy.num_replicas_in_sync),
-            "jit_compile": runtime.jit_compile}
-
-
-def _run_worker(inputs, strategy, runtime):
-    """A non-chief worker: trains each trial the chief trains, in step with
-    it, and writes only to a scratch folder (saving takes every worker, as
-    checkpoints may need collective reads)."""
-    config = inputs.config
-    folder = ModelDir.of(config)
-    done = folder.finished_trials()
-    with ModelDir.scratch(config.model_name) as scratch:
-        for trial in runtime.trial_numbers(config.num_trials):
-            if trial not in done:
-                run_trial(inputs, folder, trial, strategy, runtime,
-                          verbose=0, scratch=scratch)
-    return None
+            record = run_trial(inputs, hold, strategy, runtime,
+                               verbose if chief else 0)
+            if record:
+                record["runtime"] = runtime.record(
+                    config, strategy.num_replicas_in_sync)
+                hold.commit(record)
+    return folder.read_results() if chief else None

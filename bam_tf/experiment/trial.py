@@ -8,15 +8,10 @@ from bam_tf.data import pipeline
 from bam_tf.data.batching import Batching
 from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.encoders.builder import build_encoder
-from bam_tf.experiment.evaluation import evaluate
-from bam_tf.experiment.evaluation import output_splits
-from bam_tf.experiment.evaluation import predict_splits
-from bam_tf.experiment.evaluation import write_outputs
+from bam_tf.experiment.evaluation import Evaluator
 from bam_tf.experiment.hparams import write_trial_hparams
-from bam_tf.model.factory import build_model
-from bam_tf.model.factory import compile_for_training
-from bam_tf.training.checkpoints import save_weights
-from bam_tf.training.initialization import start_from_weights
+from bam_tf.model.factory import model_for_training
+from bam_tf.model.factory import save_weights
 from bam_tf.training.trainer import TrialTrainer
 
 
@@ -24,16 +19,15 @@ def trial_seed(config, trial):
     return config.seed + trial - 1
 
 
-def run_trial(inputs, folder, trial, strategy, runtime, verbose,
-              scratch=None, hold=None):
-    """Trains and scores one trial of `inputs` (a `RunInputs`) in `folder`
-    (a `ModelDir`); returns its record for results.json. With `scratch` (a
-    non-chief worker's `ModelDir.scratch`), only trains: it reads the
-    chief's checkpoints and writes its own to `scratch`. `hold` (the
-    chief's `TrialHold` on the trial) is checked before anything lasting
-    is written."""
+def run_trial(inputs, hold, strategy, runtime, verbose):
+    """Trains and scores trial `hold.trial` of `inputs` (a `RunInputs`) in
+    `hold.folder` (a `ModelDir`); returns its record for results.json.
+    `hold`: the chief's `TrialHold`, checked before anything lasting is
+    written; or a non-chief worker's `FollowedTrial`, which only trains,
+    reading the chief's checkpoints and writing its own to its scratch
+    folder (returns None)."""
     config = inputs.config
-    check_hold = hold.check if hold else (lambda: None)
+    folder, trial, scratch = hold.folder, hold.trial, hold.scratch
     seed = trial_seed(config, trial)
     keras.utils.set_random_seed(seed)
     # Every variable, the encoder's too, must be made under the strategy's
@@ -64,57 +58,32 @@ def run_trial(inputs, folder, trial, strategy, runtime, verbose,
                  f", micro-batches of {micro} per replica" if micro else "")
     source = inputs.init_source
     with strategy.scope():
-        batch = next(iter(train_ds))
-        model = build_model(encoder.backbone,
-                            [t.head_spec for t in inputs.tasks], batch,
-                            config.dropout_rate, config.mixed_precision)
-        if source:
-            start_from_weights(model, source.weights_path,
-                               source.head_specs(), batch)
-        compile_for_training(model, config, total_steps, micro,
-                             runtime.steps_per_execution,
-                             runtime.jit_compile)
-    dev = inputs.dev_splits()
-    predict = lambda splits: predict_splits(
-        model, inputs, splits, batching, config.eval_batch_size)
-    written = scratch or folder
+        model = model_for_training(
+            encoder.backbone, [t.head_spec for t in inputs.tasks],
+            next(iter(train_ds)), config, total_steps, micro,
+            runtime.steps_per_execution, runtime.jit_compile,
+            init_weights=source and source.weights_path,
+            init_head_specs=source and source.head_specs())
+    evaluator = Evaluator(model, inputs, batching, config.eval_batch_size)
+    written = hold.written
     trainer = TrialTrainer(
         model, train_ds, written.checkpoints_dir(trial),
         written.logs_dir(trial), epoch_steps, total_steps, runtime, trial,
         config.task_names,
-        evaluate=(lambda: evaluate(model, inputs, predict(dev)))
+        evaluate=evaluator.dev_scores
         if config.eval_each_epoch and scratch is None else None,
-        before_save=check_hold,
-        callbacks=[_StopIfClaimLost(hold)] if hold else [],
-        verbose=verbose)
+        hold=hold, verbose=verbose)
     trainer.resume(folder.checkpoints_dir(trial))
     train_loss = trainer.fit()
     if scratch:
         return None
-    check_hold()
+    hold.check()
     save_weights(model, folder.weights_path(trial))
-    splits = output_splits(inputs, trial, config.n_writes_distill,
-                           config.n_writes_test)
-    predictions = predict(dev + [s for s in splits if s not in dev])
-    scores, avg = evaluate(model, inputs, predictions)
-    check_hold()
-    write_outputs(inputs, folder, trial, predictions, splits)
+    scores, avg = evaluator.finish(folder, trial, config.n_writes_distill,
+                                   config.n_writes_test,
+                                   before_write=hold.check)
     write_trial_hparams(folder.logs_dir(trial), config, trial, seed, scores,
                         avg, total_steps)
     logging.info("trial %d: avg %.2f %s", trial, avg, scores)
     return {"trial": trial, "seed": seed, "metrics": scores, "avg": avg,
             "steps": total_steps, "train_loss": train_loss}
-
-
-class _StopIfClaimLost(keras.callbacks.Callback):
-    """Stops training as soon as the heartbeat finds the trial taken over
-    (this process was paused past the claim timeout): two processes must
-    never write one trial's checkpoints."""
-
-    def __init__(self, hold):
-        super().__init__()
-        self.hold = hold
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.hold.lost:
-            self.hold.check()

@@ -19,6 +19,7 @@ from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.model.factory import build_model
+from bam_tf.model.factory import load_weights
 from bam_tf.serving.hf_folder import write_hf_folder
 from bam_tf.serving.keras_hub_preset import write_keras_hub_preset
 from bam_tf.serving.task_table import TASKS_FILE
@@ -29,7 +30,6 @@ from bam_tf.store.locking import LOCK_FILE
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.ownership import MODEL_FOLDER_FILES
 from bam_tf.tasks import get_tasks
-from bam_tf.training.checkpoints import load_weights
 
 
 def load_trained_model(model_dir, trial=1, pretrained_model=None):

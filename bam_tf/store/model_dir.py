@@ -188,11 +188,14 @@ class ModelDir:
             raise config_lib.ConfigError(f"{self.config_path}: {e}") from None
 
     def write_config(self, config):
+        atomic_write_json(self.config_path, self._saved_form(config))
+
+    def _saved_form(self, config):
         values = config.to_dict()
         values["bam_dir"] = "."
         for key in config_lib.PATH_FIELDS:
             values[key] = self._portable(values[key])
-        atomic_write_json(self.config_path, values)
+        return values
 
     def _portable(self, value):
         """A path inside the BAM_DIR as "./x", so that it moves with it; a
@@ -230,12 +233,11 @@ class ModelDir:
                 "check the configuration only.")
         return identity
 
-    def write_identity(self, identity):
-        atomic_write_json(self.identity_path, identity)
-
-    def record_start(self, config, runtime, trials):
-        """Adds this start to runs.json: the settings that do not change
-        the numbers, kept for every start. Call under the lock."""
+    def record_start(self, config, runtime, trials, identity=None):
+        """Writes what a start records: `identity` to identity.json (when
+        given), `config` to config.json (its paths portable) and this
+        start's line in runs.json, the settings that do not change the
+        numbers, kept for every start. Call under the lock."""
         runs = _read_object(self.runs_path, "run log",
                             "restore it from a copy or delete it") or {}
         entries = runs.get("runs") if isinstance(runs.get("runs"),
@@ -251,6 +253,10 @@ class ModelDir:
             "runtime": {k: (list(v) if isinstance(v, tuple) else v)
                         for k, v in runtime.__dict__.items()},
         })
+        saved_config = self._saved_form(config)
+        if identity is not None:
+            atomic_write_json(self.identity_path, identity)
+        atomic_write_json(self.config_path, saved_config)
         atomic_write_json(self.runs_path, {"runs": entries})
 
     # ------------------------------------------------------------ results
@@ -293,11 +299,12 @@ class ModelDir:
 
     # ------------------------------------------------------------- claims
     def claim_trials(self, trials, claim_timeout_secs, heartbeat_secs,
-                     exclusive=False):
-        """A `TrialHold` for each of `trials` this process is to train
-        (`bam_tf.store.trial_hold.claim_trials`)."""
+                     exclusive=False, follow=False):
+        """A `TrialHold` for each of `trials` this process is to train; a
+        `FollowedTrial` for each unfinished one where it `follow`s the
+        chief (`bam_tf.store.trial_hold.claim_trials`)."""
         return claim_trials(self, trials, claim_timeout_secs,
-                            heartbeat_secs, exclusive)
+                            heartbeat_secs, exclusive, follow)
 
     def live_claims(self, claim_timeout_secs):
         """{trial: holder} of the claims whose process may still run."""

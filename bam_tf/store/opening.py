@@ -22,10 +22,12 @@ def check_identity(folder, config, identity, saved_encoder_print=None):
     the new identity. Returns whether identity.json is to be (re)written.
     Call under the folder's lock."""
     saved = recorded = folder.read_identity()
+    earlier = folder.read_saved_config() if saved is None else None
+    if saved is None and earlier is None:
+        return True
+    # What a start of another run would replace.
+    holds_value = folder.finished_trials() or folder.has_checkpoints()
     if saved is None:
-        earlier = folder.read_saved_config()
-        if earlier is None:
-            return True
         saved = migration.earlier_identity(folder, earlier, config,
                                            identity, saved_encoder_print)
     try:
@@ -40,7 +42,7 @@ def check_identity(folder, config, identity, saved_encoder_print=None):
         differ = [d for d in differ if d.startswith("experiment.")]
     if not differ:
         return recorded is None
-    if not folder.finished_trials() and not folder.has_checkpoints():
+    if not holds_value:
         logging.warning(
             "%s held a start of another run (differs in %s) that finished "
             "no trial and left no checkpoint: it now holds this one.",
@@ -61,15 +63,16 @@ def check_identity(folder, config, identity, saved_encoder_print=None):
 
 
 def open_model_dir(config, overwrite=False, identity=None, runtime=None,
-                   fingerprint_encoder=None):
+                   fingerprint_encoder=None, trials=None):
     """Opens `config`'s folder for a start of the run `identity` names:
     an error if the folder holds another run; otherwise writes
     identity.json (once), config.json (the newest settings, with the
     folder's largest num_trials) and this start's line in runs.json.
     `identity` None checks the experiment alone (no data read).
     `fingerprint_encoder(path)`: the fingerprint of the encoder at a path,
-    for a folder written before identity.json (`migration`). Returns the
-    ModelDir.
+    for a folder written before identity.json (`migration`). `trials`:
+    the trial numbers this start runs (`Runtime.trial_numbers`; default
+    every one of `config`). Returns the ModelDir.
 
     Example:
 
@@ -86,7 +89,7 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
         identity = {"experiment": config.section("experiment"),
                     "encoder": None, "data": {}, "teachers": {},
                     "init": None}
-    trials = runtime.trial_numbers(config.num_trials)
+    trials = trials or range(1, config.num_trials + 1)
     if max(trials) > config.num_trials:
         logging.info("--trials=%s goes past --num_trials=%d: the folder "
                      "now holds %d trials.", ",".join(map(str, trials)),
@@ -101,10 +104,9 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
         num_trials = max([config.num_trials, max(trials),
                           saved.get("num_trials", 1)]
                          + list(folder.finished_trials()))
-        if write and identity["encoder"] is not None:
-            folder.write_identity(identity)
-        folder.write_config(config.replace(num_trials=num_trials))
-        folder.record_start(config, runtime, trials)
+        folder.record_start(
+            config.replace(num_trials=num_trials), runtime, trials,
+            identity if write and identity["encoder"] is not None else None)
     return folder
 
 

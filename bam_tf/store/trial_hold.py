@@ -1,5 +1,7 @@
 """`TrialHold`: one trial of a model folder held by this process, from
 its claim to its record in results.json; `claim_trials` hands them out.
+`follow_trials` hands a non-chief worker of a cluster the trials it
+trains beside the chief, writing nowhere in the folder.
 
 The sharing protocol of a folder (docs/usage.md, "Many trials, many
 machines") in one place: under the folder's lock a finished trial is
@@ -29,6 +31,10 @@ class TrialHold:
     the trial is the other process's now.
     """
 
+    # Where the trial's checkpoints and logs are written: the folder
+    # itself (a follower's are in a scratch folder).
+    scratch = None
+
     def __init__(self, folder, trial, claim, heartbeat_secs):
         self.folder = folder
         self.trial = trial
@@ -36,6 +42,11 @@ class TrialHold:
         self.heartbeat_secs = heartbeat_secs
         self.committed = False
         self._beat = None
+
+    @property
+    def written(self):
+        """The `ModelDir` the trial's checkpoints and logs go to."""
+        return self.scratch or self.folder
 
     @property
     def lost(self):
@@ -76,24 +87,28 @@ class TrialHold:
 
 
 def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
-                 exclusive=False):
+                 exclusive=False, follow=False):
     """Yields a `TrialHold` for each of `trials` that is neither finished
     nor held by another live process, in order.
 
     `exclusive`: every trial asked for must be this process's (the
     workers of a multi-worker cluster train each trial the chief does, in
     step, so the chief cannot skip one); a trial held elsewhere is then
-    an error.
+    an error. `follow`: this process is such a worker, not the chief:
+    `follow_trials`.
 
     Example:
 
     ```python
     for hold in claim_trials(folder, [1, 2, 3], 600.0, 30.0):
         with hold:
-            record = train(hold.trial, before_save=hold.check)
+            record = train(hold.trial, hold=hold)
             hold.commit(record)
     ```
     """
+    if follow:
+        yield from follow_trials(folder, trials)
+        return
     held = {}
     for trial in trials:
         with folder.lock():
@@ -119,3 +134,44 @@ def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
             "%s: trials %s are still being run by other processes; "
             "results.json gets them when they finish.", folder.path,
             sorted(held))
+
+
+class FollowedTrial:
+    """A trial a non-chief worker trains in step with the chief: it holds
+    no claim and commits nothing. It resumes from the chief's checkpoints
+    (`folder`) and writes its own (saving takes every worker, as
+    checkpoints may need collective reads) to `scratch`."""
+
+    lost = False
+
+    def __init__(self, folder, trial, scratch):
+        self.folder = folder
+        self.trial = trial
+        self.scratch = scratch
+
+    @property
+    def written(self):
+        return self.scratch
+
+    def check(self):
+        pass
+
+    def commit(self, record):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        return False
+
+
+def follow_trials(folder, trials):
+    """Yields a `FollowedTrial` for each of `trials` not finished in
+    `folder`, writing to one scratch folder deleted at the end (the
+    chief trains the same trials: `claim_trials(..., exclusive=True)`)."""
+    done = folder.finished_trials()
+    with type(folder).scratch(folder.name) as scratch:
+        for trial in trials:
+            if trial not in done:
+                yield FollowedTrial(folder, trial, scratch)

@@ -1,7 +1,6 @@
-"""Training callbacks: exact stopping, checkpoints, per-epoch losses,
-TensorBoard, dev scores."""
+"""Training callbacks: exact stopping (at the last step, on a non-finite
+loss, on a lost hold), periodic checkpoints, TensorBoard, dev scores."""
 
-import json
 import math
 import os
 import time
@@ -11,7 +10,6 @@ import tensorflow as tf
 from absl import logging
 
 from bam_tf.errors import BamError
-from bam_tf.io_utils import atomic_write_json
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -24,6 +22,20 @@ class StopAtStep(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations.numpy()) >= self.total_steps:
             self.model.stop_training = True
+
+
+class StopIfHoldLost(keras.callbacks.Callback):
+    """Stops training as soon as the heartbeat finds the trial taken over
+    (this process was paused past the claim timeout): `hold.check()`
+    raises then (`bam_tf.store.trial_hold.TrialHold`)."""
+
+    def __init__(self, hold):
+        super().__init__()
+        self.hold = hold
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.hold.lost:
+            self.hold.check()
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
@@ -134,113 +146,3 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         if due and not self.model.stop_training:
             self.save(step)
             self._last = time.monotonic()
-
-
-class EpochLosses(keras.callbacks.Callback):
-    """The mean training loss of each epoch, exact across kills and resumes.
-
-    A killed run loses the loss of the steps it ran since its last
-    checkpoint, and Keras's running mean restarts with every `fit`. So the
-    loss sums and step counts per epoch are written to a small file for
-    each checkpoint step (`train_loss-<step>.json`, before the checkpoint
-    itself, so every checkpoint has one), and a resumed run starts from the
-    file of the step it restored. Epochs are counted from the optimizer's
-    step, not from `fit`'s epoch index.
-
-    An epoch whose steps were not all counted (a run resumed from a
-    checkpoint written without these files) has no mean: None.
-
-    Example:
-
-    ```python
-    losses = EpochLosses(folder, epoch_steps=100, total_steps=250)
-    losses.restore(start_step)  # False: no file for that step
-    model.fit(..., callbacks=[losses, ...])
-    losses.means()  # [mean of steps 1-100, 101-200, 201-250]
-    ```
-    """
-
-    def __init__(self, folder, epoch_steps, total_steps):
-        super().__init__()
-        self.folder = folder
-        self.epoch_steps = epoch_steps
-        self.total_steps = total_steps
-        n = math.ceil(total_steps / epoch_steps)
-        self.sums = [0.0] * n
-        self.counts = [0] * n
-        # (epoch, step where Keras's running mean began, the epoch's sum
-        # and count then): set when each `fit` epoch begins.
-        self._base = None
-
-    def _path(self, step):
-        return os.path.join(self.folder, f"train_loss-{step}.json")
-
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
-
-    def restore(self, step):
-        """Takes the sums written with the checkpoint of `step`; returns
-        False (and keeps zeros) when there is no such file."""
-        path = self._path(step)
-        try:
-            with open(path) as f:
-                saved = json.load(f)
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError) as e:  # a damaged file: as if none
-            logging.warning("%s: unreadable loss sums (%s); treated as "
-                            "missing.", path, e)
-            return False
-        if not isinstance(saved, dict) or (
-                saved.get("step") != step
-                or len(saved.get("sums", ())) != len(self.sums)
-                or len(saved.get("counts", ())) != len(self.counts)):
-            logging.warning("%s: expected the loss sums of step %d over %d "
-                            "epochs; treated as missing.", path, step,
-                            len(self.sums))
-            return False
-        self.sums = [float(x) for x in saved["sums"]]
-        self.counts = [int(x) for x in saved["counts"]]
-        return True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # Keras resets its running mean here: what it reports from now on
-        # covers the steps after this one, all in the epoch of the next.
-        step = self._step()
-        ours = step // self.epoch_steps
-        self._base = (ours, step, self.sums[ours], self.counts[ours])
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None:
-            return
-        step = self._step()
-        epoch = (step - 1) // self.epoch_steps
-        if self._base[0] != epoch:
-            raise RuntimeError(
-                f"fit's epoch spans epochs {self._base[0]} and {epoch} of "
-                f"{self.epoch_steps} steps: its running mean cannot be split.")
-        _, start, base_sum, base_count = self._base
-        k = step - start
-        self.sums[epoch] = base_sum + float(loss) * k
-        self.counts[epoch] = base_count + k
-
-    def save(self, step):
-        atomic_write_json(self._path(step), {
-            "step": step, "sums": self.sums, "counts": self.counts})
-
-    def prune(self, keep_steps):
-        """Removes the files of checkpoints no longer kept."""
-        keep = {os.path.basename(self._path(s)) for s in keep_steps}
-        for name in os.listdir(self.folder):
-            if (name.startswith("train_loss-") and name.endswith(".json")
-                    and name not in keep):
-                os.remove(os.path.join(self.folder, name))
-
-    def means(self):
-        out = []
-        for epoch, (total, count) in enumerate(zip(self.sums, self.counts)):
-            expected = min(self.epoch_steps,
-                           self.total_steps - epoch * self.epoch_steps)
-            out.append(total / count if count == expected else None)
-        return out

@@ -1,21 +1,17 @@
 """One trial's training: fit to the last step, checkpointing as it goes,
 and resume where a killed run stopped as if it had never stopped."""
 
-import glob
 import math
-import os
-import shutil
 
-import tensorflow as tf
 from absl import logging
 
 from bam_tf.distribute import is_multi_worker
-from bam_tf.training.callbacks import EpochLosses
 from bam_tf.training.callbacks import PeriodicCheckpoint
 from bam_tf.training.callbacks import StopAtStep
+from bam_tf.training.callbacks import StopIfHoldLost
 from bam_tf.training.callbacks import StopOnNonFiniteLoss
 from bam_tf.training.callbacks import TensorBoardLogger
-from bam_tf.training.checkpoints import restore_newest_readable
+from bam_tf.training.checkpoints import TrialCheckpoints
 
 
 class TrialTrainer:
@@ -34,8 +30,10 @@ class TrialTrainer:
         trial: the trial's number, for messages.
         task_names: the tasks whose losses are watched for NaN.
         evaluate: called at the end of each epoch for dev scores, or None.
-        before_save: called before anything is written (a lost claim
-            raises there).
+        hold: the trial's hold (`bam_tf.store.trial_hold`), or None:
+            checked before anything is written, and training stops as
+            soon as it is lost (two processes must never write one
+            trial's checkpoints).
         callbacks: more Keras callbacks.
         verbose: `fit`'s verbosity.
 
@@ -48,7 +46,7 @@ class TrialTrainer:
 
     def __init__(self, model, train_ds, checkpoint_dir, log_dir, epoch_steps,
                  total_steps, runtime, trial, task_names, evaluate=None,
-                 before_save=None, callbacks=(), verbose=2):
+                 hold=None, callbacks=(), verbose=2):
         self.model = model
         self.train_ds = train_ds
         self.log_dir = log_dir
@@ -58,60 +56,31 @@ class TrialTrainer:
         self.trial = trial
         self.task_names = list(task_names)
         self.evaluate = evaluate
-        self.before_save = before_save or (lambda: None)
+        self.hold = hold
         self.callbacks = list(callbacks)
         self.verbose = verbose
-        # Dropout's random state is no weight; without it a resumed run
-        # would draw other masks than an uninterrupted one.
-        seed_states = [v.value for v in model.variables
-                       if v.name == "seed_generator_state"]
-        self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=model.optimizer, seed_states=seed_states)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, checkpoint_dir, max_to_keep=2)
-        self.losses = EpochLosses(checkpoint_dir, epoch_steps, total_steps)
+        self.checkpoints = TrialCheckpoints(model, checkpoint_dir,
+                                            epoch_steps, total_steps, trial)
 
     @property
     def step(self):
         return int(self.model.optimizer.iterations.numpy())
 
     def save(self, step):
-        self.before_save()
-        self.losses.save(step)
-        try:
-            self.manager.save(checkpoint_number=step)
-        except BaseException:
-            # A save cut short (a full disk, a signal) leaves TensorFlow's
-            # staging folder; the checkpoints before it stay whole.
-            for staging in glob.glob(os.path.join(
-                    self.manager.directory, f"ckpt-{step}_temp*")):
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
-        self.losses.prune(int(path.rsplit("-", 1)[1])
-                          for path in self.manager.checkpoints)
+        if self.hold:
+            self.hold.check()
+        self.checkpoints.save(step)
 
     def resume(self, directory=None):
         """Restores the newest readable checkpoint of `directory` (default:
         this trainer's own; a non-chief worker reads the chief's). Returns
         the step training goes on from."""
-        directory = directory or self.manager.directory
-        if not os.path.isdir(directory):
-            return 0
-        latest = restore_newest_readable(self.checkpoint, directory,
-                                         self.trial)
+        latest = self.checkpoints.restore(directory)
         if not latest:
             return 0
-        step = self.step
         logging.info("trial %d: resumed at step %d of %d from %s",
-                     self.trial, step, self.total_steps, latest)
-        own = os.path.abspath(directory) == os.path.abspath(
-            self.manager.directory)
-        if own and not self.losses.restore(step):
-            logging.warning(
-                "trial %d: no loss sums were saved with %s; the mean "
-                "training loss of the epochs before it is unknown (None).",
-                self.trial, latest)
-        return step
+                     self.trial, self.step, self.total_steps, latest)
+        return self.step
 
     def fit(self):
         """Trains from the current step to `total_steps` and saves the last
@@ -119,7 +88,7 @@ class TrialTrainer:
         if self.step < self.total_steps:
             self._fit()
             self.save(self.total_steps)
-        return self.losses.means()
+        return self.checkpoints.losses.means()
 
     def _fit(self):
         every_steps = self.runtime.save_checkpoints_steps
@@ -128,14 +97,18 @@ class TrialTrainer:
             # Workers must save together; their clocks do not agree, their
             # steps do: once per epoch unless told otherwise.
             every_steps = self.epoch_steps
+        parts = self._epoch_parts()
         tensorboard = TensorBoardLogger(self.log_dir, evaluate=self.evaluate)
-        callbacks = [StopOnNonFiniteLoss(self.task_names), self.losses,
+        callbacks = [StopOnNonFiniteLoss(self.task_names),
+                     self.checkpoints.losses,
                      StopAtStep(self.total_steps),
                      PeriodicCheckpoint(self.save, every_steps,
                                         self.runtime.save_checkpoints_secs),
                      tensorboard, *self.callbacks]
+        if self.hold:
+            callbacks.append(StopIfHoldLost(self.hold))
         try:
-            for first, last, steps in self._epoch_parts():
+            for first, last, steps in parts:
                 step = self.step
                 if step >= self.total_steps:
                     break
