@@ -130,10 +130,8 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
     """
     batching = batching or Batching(
         "longest", int(max(f.lengths.max() for f in features)))
-    layout = batching.train_args(features, batch_size, exponent)
-    eval_layout = batching.eval_args(features[0], batch_size)
     train, _ = pipeline.train_dataset(
-        tasks, features, batch_size, seed, exponent, **layout)
+        tasks, features, batch_size, seed, exponent, batching=batching)
     # The stream is a function of the seed: its batch shapes and real
     # tokens are known before training.
     batches = list(train.take(4 * steps + warmup_steps).as_numpy_iterator())
@@ -171,7 +169,7 @@ def bam_tf_throughput(backbone, tasks, features, batch_size, steps,
 
     slots = pipeline.num_label_slots(tasks)
     predict = pipeline.eval_dataset(
-        tasks[0], 0, features[0], batch_size, slots, **eval_layout)
+        tasks[0], 0, features[0], batch_size, slots, batching)
     model.predict(predict, verbose=0)  # traces every shape
     start = time.perf_counter()
     model.predict(predict, verbose=0)
@@ -454,9 +452,8 @@ def input_pipeline_throughput(tasks, features, batch_size, batches=200,
                               batching=None):
     """Examples per second the training stream alone delivers, in
     `batching`'s layout (default: each batch padded to its longest)."""
-    layout = batching.train_args(features, batch_size) if batching else {}
     train, _ = pipeline.train_dataset(tasks, features, batch_size, 1,
-                                      **layout)
+                                      batching=batching)
     iterator = iter(train)
     next(iterator)
     start = time.perf_counter()

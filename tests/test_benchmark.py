@@ -390,7 +390,7 @@ def test_no_update_diagnostic_consumes_every_gradient(tiny_features):
     model = BamModel(tiny_backbone(max_sequence_length=32),
                      [tasks[0].head_spec])
     train, _ = pipeline.train_dataset(tasks[:1], features[:1], 8, 1,
-                                      sequence_length=32)
+                                      batching=Batching("max_length", 32))
     model(next(iter(train)))
     model.compile(optimizer=build_optimizer(model, model.backbone, 1e-3, 2),
                   schedule=TrainSchedule(total_steps=2, global_batch_size=8))

@@ -254,7 +254,7 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     def fake_train(config, strategy=None, verbose=0, runtime=None):
         trials = runtime.trial_numbers(config.num_trials)
         calls.append((config.model_name, trials))
-        folder = open_model_dir(config, runtime=runtime, trials=trials)
+        folder = open_model_dir(config, runtime=runtime)
         folder.merge_results([{"trial": t, "seed": t, "avg": 1.0, "metrics":
                                {n: {"score": 1.0} for n in config.task_names}}
                               for t in trials])

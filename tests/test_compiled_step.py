@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.tasks import get_task
 
 from conftest import fake_features
@@ -16,15 +17,15 @@ from conftest import train_three_steps
 
 TASKS = [get_task("rte"), get_task("sts")]
 BATCH, LENGTH = 8, 16
-PADDINGS = {"max_length": {"sequence_length": LENGTH},
-            "buckets": {"bucket_lengths": [8, LENGTH]},
-            "longest": {}}
+PADDINGS = {"max_length": Batching("max_length", LENGTH),
+            "buckets": Batching("buckets", LENGTH, smallest_bucket=8),
+            "longest": Batching("longest")}
 
 
 def _stream(padding):
     features = [fake_features(t, 24) for t in TASKS]
     ds, _ = pipeline.train_dataset(TASKS, features, BATCH, seed=3,
-                                   **PADDINGS[padding])
+                                   batching=PADDINGS[padding])
     return ds
 
 

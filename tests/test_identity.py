@@ -73,10 +73,10 @@ def test_config_paths_are_written_relative_to_the_bam_dir(tmp_path):
     config = debug_config(tmp_path / "bam", str(tmp_path / "glue"), "m",
                           ["rte"])
     folder = ModelDir.of(config)
-    folder.write_config(config.replace(glue_dir=str(tmp_path / "bam" /
-                                                    "glue_data")))
+    folder.record_start(config.replace(glue_dir=str(
+        tmp_path / "bam" / "glue_data")), Runtime(), [1])
     assert folder.read_saved_config()["glue_dir"] == "./glue_data"
-    folder.write_config(config)
+    folder.record_start(config, Runtime(), [1])
     saved = folder.read_saved_config()
     # Outside the BAM_DIR: absolute, as it does not move with it.
     assert (saved["bam_dir"], saved["glue_dir"]) == (".", str(

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import build_optimizer
 from bam_tf.model.schedule import TrainSchedule
@@ -21,7 +22,7 @@ SPECS = [t.head_spec for t in TASKS]
 def _dataset(batch_size=8, seed=0):
     features = [fake_features(t, 16) for t in TASKS]
     ds, _ = pipeline.train_dataset(TASKS, features, batch_size, seed,
-                                   sequence_length=12)
+                                   batching=Batching("max_length", 12))
     return ds
 
 
@@ -254,9 +255,9 @@ def test_bucketed_eval_predicts_as_in_order_eval():
                                    int(features.lengths.sum()))
     features.segment_ids = np.zeros_like(features.token_ids)
     results = []
-    for buckets in (None, [8, 16]):
-        ds = pipeline.eval_dataset(TASKS[0], 0, features, 4, 2,
-                                   bucket_lengths=buckets)
+    for batching in (Batching("longest"),
+                     Batching("buckets", 16, smallest_bucket=8)):  # 8, 16
+        ds = pipeline.eval_dataset(TASKS[0], 0, features, 4, 2, batching)
         out = model.predict(ds, verbose=0)
         order = np.argsort(out["eid"])
         results.append((out["eid"][order], out["outputs"]["rte"][order]))

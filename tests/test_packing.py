@@ -122,11 +122,11 @@ def test_static_row_counts_hold_every_batch():
 
 
 def test_batching_of_a_configuration():
-    assert Batching("packed", 64).train_args(
-        [fake_features(TASKS[0], 12)], 4)["packing"].row_lengths == (
-            16, 32, 64)
-    static = Batching("packed", 64, static=True).train_args(
-        [fake_features(TASKS[0], 12)], 4, groups=2)["packing"]
+    lengths = [fake_features(TASKS[0], 12).lengths]
+    assert Batching("packed", 64).packed_layout(
+        lengths, [1.0], 4).row_lengths == (16, 32, 64)
+    static = Batching("packed", 64, static=True).packed_layout(
+        lengths, [1.0], 4, groups=2)
     assert static.row_lengths == (64,) and static.groups == 2
     assert static.row_counts[-1] == 2
     with pytest.raises(ValueError, match="no static shapes"):
@@ -166,7 +166,7 @@ def _stream(features, batching, batch, groups=1):
             np.float32)}
     return pipeline.train_dataset(
         TASKS, features, batch, seed=3, teachers=teachers,
-        **batching.train_args(features, batch, groups=groups))[0]
+        batching=batching, groups=groups)[0]
 
 
 def _three_steps(make_backbone, features, batching, batch=8, groups=1,

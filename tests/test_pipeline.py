@@ -3,6 +3,8 @@ import pytest
 from scipy import stats
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
+from bam_tf.data.batching import bucket_boundaries
 from bam_tf.data.features import Features
 from bam_tf.data.sampling import steps_per_epoch
 from bam_tf.data.sampling import task_sampling_probabilities
@@ -68,15 +70,16 @@ def test_dynamic_and_static_padding():
     batch = next(iter(ds))
     assert batch["token_ids"].shape[1] <= 6
     ds, _ = pipeline.train_dataset([RTE], features, batch_size=4, seed=0,
-                                   sequence_length=16)
+                                   batching=Batching("max_length", 16))
     assert ds.element_spec["token_ids"].shape.as_list() == [4, 16]
 
 
 @pytest.mark.parametrize("static", [False, True])
 def test_eval_yields_every_example_once(static):
     features = fake_features(STS, 11)
-    ds = pipeline.eval_dataset(STS, 0, features, 4, 2, sequence_length=16,
-                               static_batches=static)
+    ds = pipeline.eval_dataset(
+        STS, 0, features, 4, 2,
+        Batching("max_length", 16) if static else Batching("longest"))
     eids, real, sizes = [], [], []
     for batch in ds.as_numpy_iterator():
         eids += batch["eid"].tolist()
@@ -110,7 +113,7 @@ def test_bucketed_eval_sorts_by_length_and_pads_to_buckets():
                                                   lengths.sum()),
                            "segment_ids": np.zeros(lengths.sum(), np.int32)})
     ds = pipeline.eval_dataset(RTE, 0, features, 4, 2,
-                               bucket_lengths=[16, 32])
+                               Batching("buckets", 32))  # 16, 32
     batches = list(ds.as_numpy_iterator())
     # Lengths 10 20 12 10 20 12 10 11 12 sort (stably) to eids
     # 0 3 6 7 | 2 5 8 1 | 4, longest 11, 20, 20: padded to 16, 32, 32.
@@ -123,9 +126,6 @@ def test_bucketed_eval_sorts_by_length_and_pads_to_buckets():
             assert batch["padding_mask"][row].sum() == n
             np.testing.assert_array_equal(batch["token_ids"][row, :n],
                                           features.row(int(eid))[0])
-    with pytest.raises(ValueError, match="exclude"):
-        pipeline.eval_dataset(RTE, 0, features, 4, 2, sequence_length=32,
-                              bucket_lengths=[16, 32])
 
 
 def test_bucketing_keeps_task_frequencies_and_few_shapes():
@@ -135,7 +135,7 @@ def test_bucketing_keeps_task_frequencies_and_few_shapes():
                 for i, (t, n) in enumerate(zip(tasks, sizes))]
     ds, probabilities = pipeline.train_dataset(
         tasks, features, batch_size=50, seed=1,
-        bucket_lengths=pipeline.bucket_boundaries(64))
+        batching=Batching("buckets", 64))
     counts = np.zeros(3)
     shapes = set()
     for batch in ds.take(80):  # 4000 examples
@@ -148,16 +148,16 @@ def test_bucketing_keeps_task_frequencies_and_few_shapes():
     assert shapes <= {16, 32, 64}
     p = stats.chisquare(counts, probabilities * counts.sum()).pvalue
     assert p > 1e-3, (counts, probabilities * counts.sum())
-    assert pipeline.bucket_boundaries(100) == [16, 32, 64, 100]
+    assert bucket_boundaries(100) == [16, 32, 64, 100]
 
 
 def test_tpu_mode_shapes_are_fully_static():
     tasks = [RTE, STS]
     features = [fake_features(t, 30) for t in tasks]
+    static = Batching("max_length", 32)
     train, _ = pipeline.train_dataset(tasks, features, 8, seed=0,
-                                      sequence_length=32)
-    evals = [pipeline.eval_dataset(t, i, f, 8, 2, sequence_length=32,
-                                   static_batches=True)
+                                      batching=static)
+    evals = [pipeline.eval_dataset(t, i, f, 8, 2, static)
              for i, (t, f) in enumerate(zip(tasks, features))]
     for ds in [train] + evals:
         for key, spec in ds.element_spec.items():
@@ -172,8 +172,7 @@ def test_every_iterator_sees_the_same_stream(padding):
                 fake_features(STS, 40, length=9)]
     ds, _ = pipeline.train_dataset(
         [RTE, STS], features, batch_size=8, seed=1,
-        sequence_length=32 if padding == "max_length" else None,
-        bucket_lengths=[8, 16, 32] if padding == "buckets" else None)
+        batching=Batching(padding, 32, smallest_bucket=8))  # 8, 16, 32
     first = [(b["task_id"].numpy(), b["eid"].numpy()) for b in ds.take(24)]
     assert len({tuple(e) for _, e in first[:8]}) > 1  # shuffled, mixed
     for skip in (0, 5, 13):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bam_tf.data import pipeline
+from bam_tf.data.batching import Batching
 from bam_tf.tasks import get_task
 
 from conftest import fake_features
@@ -25,7 +26,7 @@ def _stream():
                 "sts": rng.uniform(size=24).astype(np.float32)}
     ds, _ = pipeline.train_dataset(TASKS, features, BATCH, seed=3,
                                    teachers=teachers,
-                                   sequence_length=LENGTH)
+                                   batching=Batching("max_length", LENGTH))
     return ds
 
 

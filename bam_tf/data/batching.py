@@ -22,8 +22,6 @@ import tensorflow as tf
 from bam_tf.config import PADDINGS
 from bam_tf.config import STATIC_PADDINGS
 from bam_tf.data import packing
-from bam_tf.data import pipeline
-from bam_tf.data.sampling import task_sampling_probabilities
 
 # The layouts that train on the mixed stream's own batches, and what the
 # identity records for each (`bam_tf.store.identity`).
@@ -31,9 +29,22 @@ IDENTITY_PADDING = {"packed": "longest", "longest": "longest",
                     "max_length": "longest", "buckets": "buckets"}
 
 
+def bucket_boundaries(max_seq_length, smallest=16):
+    """Lengths padded to in length bucketing: powers of two from `smallest`
+    up to, and always including, max_seq_length (a handful of shapes, so
+    retracing stays bounded)."""
+    sizes = []
+    size = smallest
+    while size < max_seq_length:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_seq_length]
+
+
 @dataclasses.dataclass(frozen=True)
 class Batching:
-    """A batch layout.
+    """A batch layout, given to `bam_tf.data.pipeline`'s training stream
+    and prediction datasets.
 
     Args:
         padding: one of `PADDINGS`.
@@ -41,16 +52,21 @@ class Batching:
         static: static shapes (TPUs, a step compiled by XLA): packed rows
             of one length and a few row counts. `max_length` is static by
             itself; `buckets` and `longest` cannot be.
+        smallest_bucket: the shortest bucket length (`bucket_boundaries`),
+            of `buckets` and of packed rows with dynamic shapes.
 
     Example:
     >>> batching = Batching("packed", max_seq_length=128)
-    >>> batching.eval_layout(groups=1).row_lengths
+    >>> batching.packed_layout([[5, 9]], [1.0], batch_size=2).row_lengths
     (16, 32, 64, 128)
+    >>> Batching("buckets", max_seq_length=128).bucket_lengths
+    [16, 32, 64, 128]
     """
 
     padding: str = "packed"
     max_seq_length: int = 128
     static: bool = False
+    smallest_bucket: int = 16
 
     def __post_init__(self):
         if self.padding not in PADDINGS:
@@ -82,45 +98,31 @@ class Batching:
     def is_static(self):
         return self.static or self.padding == "max_length"
 
-    def train_args(self, features, batch_size, exponent=0.75, groups=1):
-        """`pipeline.train_dataset`'s layout arguments for batches of
-        `batch_size` drawn from `features` (one per task); `groups`:
-        replicas times micro-batches per replica."""
-        if self.padding == "packed":
-            probabilities = task_sampling_probabilities(
-                [len(f) for f in features], exponent)
-            return {"packing": self._layout(
-                [f.lengths for f in features], probabilities, batch_size,
-                groups)}
-        return self._padded_args()
+    @property
+    def sequence_length(self):
+        """The length every batch is padded to, or None (`max_length`
+        only)."""
+        return self.max_seq_length if self.padding == "max_length" else None
 
-    def eval_args(self, features, batch_size, groups=1):
-        """`pipeline.eval_dataset`'s layout arguments for one split."""
-        if self.padding == "packed":
-            return {"packing": self._layout([features.lengths], [1.0],
-                                            batch_size, groups)}
-        args = self._padded_args()
-        if self.padding == "max_length":
-            args["static_batches"] = True
-        return args
+    @property
+    def bucket_lengths(self):
+        """The lengths `buckets` pads to, or None."""
+        if self.padding != "buckets":
+            return None
+        return bucket_boundaries(self.max_seq_length, self.smallest_bucket)
 
-    def eval_layout(self, groups=1):
-        """The packed layout of prediction batches with dynamic shapes."""
-        return packing.PackedLayout(
-            tuple(pipeline.bucket_boundaries(self.max_seq_length)), groups)
-
-    def _layout(self, lengths, probabilities, batch_size, groups):
+    def packed_layout(self, lengths, probabilities, batch_size, groups=1):
+        """The `PackedLayout` of batches of `batch_size` drawn with
+        `probabilities` from examples of `lengths` (one array per task;
+        they size a static layout's row counts), split into `groups`
+        (replicas times micro-batches per replica); None unless packed.
+        With dynamic shapes rows are a few bucket lengths long."""
+        if self.padding != "packed":
+            return None
         if not self.static:
-            return self.eval_layout(groups)
+            return packing.PackedLayout(tuple(bucket_boundaries(
+                self.max_seq_length, self.smallest_bucket)), groups)
         return packing.PackedLayout(
             (self.max_seq_length,), groups, packing.static_row_counts(
                 lengths, probabilities, batch_size, groups,
                 self.max_seq_length))
-
-    def _padded_args(self):
-        if self.padding == "buckets":
-            return {"bucket_lengths": pipeline.bucket_boundaries(
-                self.max_seq_length)}
-        if self.padding == "max_length":
-            return {"sequence_length": self.max_seq_length}
-        return {}

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from bam_tf.data import packing as packing_lib
+from bam_tf.data.batching import Batching
 from bam_tf.data.sampling import task_sampling_probabilities
 
 TOKEN_KEYS = ("token_ids", "segment_ids", "padding_mask")
@@ -90,18 +91,6 @@ def _padded_shapes(element_spec, sequence_length):
             for key, spec in element_spec.items()}
 
 
-def bucket_boundaries(max_seq_length, smallest=16):
-    """Lengths padded to in length bucketing: powers of two from `smallest`
-    up to, and always including, max_seq_length (a handful of shapes, so
-    retracing stays bounded)."""
-    sizes = []
-    size = smallest
-    while size < max_seq_length:
-        sizes.append(size)
-        size *= 2
-    return sizes + [max_seq_length]
-
-
 def _reshuffled_passes(ds, n, seed):
     """Endless passes over `ds`, each in a new order, the same orders for
     every iterator made from the result.
@@ -119,8 +108,7 @@ def _reshuffled_passes(ds, n, seed):
 
 
 def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
-                  teachers=None, sequence_length=None, shuffle=True,
-                  bucket_lengths=None, packing=None):
+                  teachers=None, batching=None, groups=1, shuffle=True):
     """The multi-task training stream: endless, shuffled, mixed, batched.
 
     Args:
@@ -130,22 +118,23 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
         seed: seeds shuffling and task sampling.
         exponent: task sampling exponent (`task_sampling_probabilities`).
         teachers: optional {task name: aligned teacher outputs}.
-        sequence_length: pad every batch to this length (static shapes, as
-            TPUs need); None pads each batch to its longest example.
+        batching: the batch layout (`bam_tf.data.batching.Batching`;
+            default each batch padded to its longest example).
+            `max_length` pads every batch to max_seq_length (static
+            shapes, as TPUs need). `buckets` (CPU/GPU, never TPU) regroups
+            the mixed stream after sampling into batches of similar
+            length, padded to the smallest bucket length that holds them,
+            so task probabilities do not change. `packed` packs each batch
+            of the mixed stream into rows (`bam_tf.data.packing`).
+        groups: a packed batch's groups of rows: replicas times
+            micro-batches per replica.
         shuffle: shuffle each task's examples (every pass anew).
-        bucket_lengths: length bucketing (CPU/GPU, never TPU): batches are
-            made of examples of similar length, padded to the smallest of
-            these lengths that holds them. Bucketing regroups the mixed
-            stream after sampling, so task probabilities do not change.
-        packing: a `PackedLayout`: each batch of the mixed stream (the
-            batches `sequence_length` gives) packed into rows
-            (`bam_tf.data.packing`).
 
     Returns:
         (dataset, probabilities): batches are always full
         (`drop_remainder`), so shapes other than the length are static.
     """
-    _check_layout(sequence_length, bucket_lengths, packing)
+    batching = batching or Batching("longest")
     teachers = teachers or {}
     slots = num_label_slots(tasks)
     datasets = []
@@ -164,6 +153,7 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
     else:
         mixed = tf.data.Dataset.sample_from_datasets(
             datasets, weights=probabilities.tolist(), seed=seed)
+    bucket_lengths = batching.bucket_lengths
     if bucket_lengths:
         # tf.data buckets are [b_{i-1}, b_i); pad_to_bucket_boundary pads
         # to b_i - 1, hence the + 1.
@@ -175,9 +165,12 @@ def train_dataset(tasks, features, batch_size, seed, exponent=0.75,
     else:
         mixed = mixed.padded_batch(
             batch_size, padded_shapes=_padded_shapes(
-                mixed.element_spec, sequence_length), drop_remainder=True)
-    if packing is not None:
-        mixed = mixed.map(functools.partial(_pack, layout=packing))
+                mixed.element_spec, batching.sequence_length),
+            drop_remainder=True)
+    layout = batching.packed_layout([f.lengths for f in features],
+                                    probabilities, batch_size, groups)
+    if layout is not None:
+        mixed = mixed.map(functools.partial(_pack, layout=layout))
     return mixed.prefetch(tf.data.AUTOTUNE), probabilities
 
 
@@ -186,54 +179,43 @@ def _pack(batch, layout):
                                   layout.row_counts)
 
 
-def _check_layout(sequence_length, bucket_lengths, packing):
-    given = [name for name, value in (
-        ("sequence_length", sequence_length),
-        ("bucket_lengths", bucket_lengths), ("packing", packing))
-        if value is not None and value != []]
-    if len(given) > 1:
-        raise ValueError(f"{' and '.join(given)} exclude each other "
-                         "(one layout of a batch).")
-
-
 def eval_dataset(task, task_id, features, batch_size, label_slots,
-                 sequence_length=None, static_batches=False,
-                 bucket_lengths=None, packing=None):
+                 batching=None, groups=1):
     """Every example of one split exactly once: in order, or with
-    `bucket_lengths` or `packing` sorted by length (rows carry their
+    `buckets` or `packed` batching sorted by length (rows carry their
     example ids).
 
-    With `static_batches` the last batch is filled up with padding
-    examples (`is_real` = 0) so that every batch has `batch_size` rows, and
-    every sequence is padded to `sequence_length`: scoring drops the
-    padding by `is_real`. With `bucket_lengths` (CPU/GPU) examples of
-    similar length share a batch, padded to the smallest of these lengths
+    `batching` (`bam_tf.data.batching.Batching`; default each batch
+    padded to its longest): with `max_length` the last batch is filled up
+    with padding examples (`is_real` = 0) so that every batch has
+    `batch_size` rows, every sequence padded to max_seq_length: scoring
+    drops the padding by `is_real`. With `buckets` (CPU/GPU) examples of
+    similar length share a batch, padded to the smallest bucket length
     that holds its longest: little padding and a handful of shapes. With
-    `packing` (a `PackedLayout`) each batch is packed into rows; where it
-    has several groups (one per replica) or static shapes, the last batch
-    is filled up with empty padding examples, so that every batch splits
-    into equal groups.
+    `packed` each batch is packed into rows; where it has several `groups`
+    (one per replica) or static shapes, the last batch is filled up with
+    empty padding examples, so that every batch splits into equal groups.
     """
-    if static_batches and sequence_length is None:
-        raise ValueError("static_batches needs a sequence_length.")
-    _check_layout(sequence_length, bucket_lengths, packing)
-    if packing is not None:
+    batching = batching or Batching("longest")
+    if batching.padding == "packed":
         ds = example_dataset(
             task, task_id,
             features.select(np.argsort(features.lengths, kind="stable")),
             label_slots)
-        if packing.static or packing.groups > 1:
+        if batching.static or groups > 1:
             ds = _filled_up(ds, len(features), batch_size)
         ds = ds.padded_batch(
             batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
-        return ds.map(functools.partial(_pack, layout=packing)).prefetch(
+        layout = batching.packed_layout([features.lengths], [1.0],
+                                        batch_size, groups)
+        return ds.map(functools.partial(_pack, layout=layout)).prefetch(
             tf.data.AUTOTUNE)
-    if bucket_lengths:
+    if batching.bucket_lengths:
         ds = example_dataset(
             task, task_id,
             features.select(np.argsort(features.lengths, kind="stable")),
             label_slots)
-        boundaries = tf.constant(sorted(bucket_lengths), tf.int32)
+        boundaries = tf.constant(sorted(batching.bucket_lengths), tf.int32)
 
         def pad_to_bucket(batch):
             length = tf.shape(batch["token_ids"])[1]
@@ -247,12 +229,14 @@ def eval_dataset(task, task_id, features, batch_size, label_slots,
             batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
         return ds.map(pad_to_bucket).prefetch(tf.data.AUTOTUNE)
     ds = example_dataset(task, task_id, features, label_slots)
-    if static_batches:
+    static = batching.is_static
+    if static:
         ds = _filled_up(ds, len(features), batch_size)
     ds = ds.padded_batch(
         batch_size,
-        padded_shapes=_padded_shapes(ds.element_spec, sequence_length),
-        drop_remainder=static_batches)
+        padded_shapes=_padded_shapes(ds.element_spec,
+                                     batching.sequence_length),
+        drop_remainder=static)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -23,9 +23,8 @@ def predict_split(model, task, task_id, features, batching, batch_size,
     # Each replica takes whole groups: the batch splits evenly (its size
     # changes no output).
     batch_size = -(-batch_size // groups) * groups
-    dataset = pipeline.eval_dataset(
-        task, task_id, features, batch_size, label_slots,
-        **batching.eval_args(features, batch_size, groups))
+    dataset = pipeline.eval_dataset(task, task_id, features, batch_size,
+                                    label_slots, batching, groups)
     result = _predict(model, dataset)
     real = result["is_real"] > 0
     outputs = np.asarray(result["outputs"][task.name])[real]
@@ -147,8 +146,8 @@ class Evaluator:
                before_write=None):
         """Scores the trained model on the dev splits and writes the
         trial's prediction and submission files (`output_splits`) to
-        `folder` (a `ModelDir`); `before_write` is called first (a lost
-        claim raises there). Returns ({task: metrics}, average)."""
+        `folder` (a `ModelDir`); `before_write` is called before anything
+        is written (a lost claim raises there). Returns ({task: metrics}, average)."""
         dev = self.inputs.dev_splits()
         splits = output_splits(self.inputs, trial, n_writes_distill,
                                n_writes_test)

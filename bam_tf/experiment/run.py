@@ -7,6 +7,8 @@ trials no other live process holds, and takes their records back, so the
 trials are shared out and each is trained once.
 """
 
+import contextlib
+
 import tensorflow as tf
 
 from bam_tf.distribute import get_strategy
@@ -52,6 +54,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     # Every input is read and checked before the folder is written to.
     sources = RunSources.read(config)
     trials = runtime.trial_numbers(config.num_trials)
+    how = runtime.record(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     folder = open_model_dir(
         config, overwrite, identity=sources.identity, runtime=runtime,
@@ -62,14 +65,16 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
         # The other workers train every trial the chief does, in step:
         # the chief cannot skip one alone, and they claim none.
         exclusive=is_multi_worker(strategy), follow=not chief)
-    inputs = None
-    for hold in holds:
-        with hold:
-            inputs = inputs or sources.featurize()
-            record = run_trial(inputs, hold, strategy, runtime,
-                               verbose if chief else 0)
-            if record:
-                record["runtime"] = runtime.record(
-                    config, strategy.num_replicas_in_sync)
-                hold.commit(record)
+    # A worker featurizes before it reads which trials are finished: the
+    # chief opens the folder (and may overwrite it) meanwhile.
+    inputs = None if chief else sources.featurize()
+    # Closed on any error: a worker's scratch folder goes at once.
+    with contextlib.closing(holds):
+        for hold in holds:
+            with hold:
+                inputs = inputs or sources.featurize()
+                record = run_trial(inputs, hold, strategy, runtime,
+                                   verbose if chief else 0)
+                if record:
+                    hold.commit({**record, "runtime": how})
     return folder.read_results() if chief else None

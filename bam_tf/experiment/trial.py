@@ -42,14 +42,12 @@ def run_trial(inputs, hold, strategy, runtime, verbose):
     batching = Batching.of(config, runtime, strategy)
     replicas = strategy.num_replicas_in_sync
     micro = runtime.micro_batches(config, replicas)
-    train_ds, probabilities = pipeline.train_dataset(
-        inputs.tasks, inputs.train_features, config.train_batch_size, seed,
-        config.task_weight_exponent, inputs.teachers,
-        **batching.train_args(inputs.train_features, config.train_batch_size,
-                              config.task_weight_exponent,
-                              runtime.groups(config, replicas)))
     epoch_steps = steps_per_epoch([len(f) for f in inputs.train_features],
                                   config.train_batch_size)
+    train_ds, probabilities = pipeline.train_dataset(
+        inputs.tasks, inputs.train_features, config.train_batch_size, seed,
+        config.task_weight_exponent, inputs.teachers, batching,
+        runtime.groups(config, replicas))
     total_steps = max(1, int(config.num_train_epochs * epoch_steps))
     logging.info("trial %d: seed %d, %d steps (%d per epoch), sampling %s%s",
                  trial, seed, total_steps, epoch_steps,

@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 from bam_tf.errors import RunError
-
 from bam_tf.model.bam_model import BamModel
 from bam_tf.model.optimization import build_optimizer
 from bam_tf.model.schedule import TrainSchedule

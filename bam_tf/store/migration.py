@@ -35,28 +35,17 @@ def config_as_read_now(saved):
     return {k: v for k, v in saved.items() if k not in MOVED_OUT}
 
 
-def saved_encoder_path(folder, config):
-    """For a folder written before identity.json whose encoder path is
-    not this run's: the saved path, where an encoder still is, to be
-    fingerprinted (before the folder is locked: it loads a whole
-    encoder). None otherwise."""
-    if config.debug or os.path.exists(folder.identity_path):
-        return None
-    saved = folder.read_saved_config() or {}
-    # Saved relative to the BAM_DIR ("./pretrained_models/x") by the
-    # versions that write portable paths.
-    path = folder.resolve(saved.get("pretrained_model"))
-    if path and path != config.pretrained_model and os.path.isdir(path):
-        return path
-    return None
-
-
-def earlier_identity(folder, saved_config, config, identity,
-                     saved_encoder_print=None):
+def earlier_identity(folder, config, identity, fingerprint_encoder=None):
     """The identity of a folder written before identity.json, from its
-    config.json (`saved_config`), as `identity` (this run's) would read.
-    `saved_encoder_print`: the fingerprint of the encoder at the saved
-    path (`saved_encoder_path`), where it still exists."""
+    config.json, as `identity` (this run's) would read; None where the
+    folder has identity.json or no config.json. Called before the folder
+    is locked: where the saved encoder path is not this run's and still
+    holds an encoder, `fingerprint_encoder(path)` loads it whole."""
+    if os.path.exists(folder.identity_path):
+        return None
+    saved_config = folder.read_saved_config()
+    if saved_config is None:
+        return None
     if (identity["encoder"] is not None and folder.finished_trials()
             and os.path.exists(folder.runs_path)):
         # identity.json and runs.json came in one version, and a run with
@@ -73,11 +62,14 @@ def earlier_identity(folder, saved_config, config, identity,
             "pick a new --model_name, or pass --overwrite to replace "
             "the folder.")
     saved = dict(identity, experiment=config_as_read_now(saved_config))
+    # Saved relative to the BAM_DIR ("./pretrained_models/x") by the
+    # versions that write portable paths.
     path = folder.resolve(saved_config.get("pretrained_model"))
     if config.debug or path == config.pretrained_model:
         return saved
-    if saved_encoder_print is not None:
-        saved["encoder"] = saved_encoder_print
+    if (identity["encoder"] is not None and fingerprint_encoder and path
+            and os.path.isdir(path)):
+        saved["encoder"] = fingerprint_encoder(path)
     else:
         logging.warning(
             "%s was written before runs recorded their encoder's "

@@ -187,16 +187,6 @@ class ModelDir:
         except config_lib.ConfigError as e:
             raise config_lib.ConfigError(f"{self.config_path}: {e}") from None
 
-    def write_config(self, config):
-        atomic_write_json(self.config_path, self._saved_form(config))
-
-    def _saved_form(self, config):
-        values = config.to_dict()
-        values["bam_dir"] = "."
-        for key in config_lib.PATH_FIELDS:
-            values[key] = self._portable(values[key])
-        return values
-
     def _portable(self, value):
         """A path inside the BAM_DIR as "./x", so that it moves with it; a
         path outside stays absolute (it does not move with the BAM_DIR);
@@ -238,6 +228,14 @@ class ModelDir:
         given), `config` to config.json (its paths portable) and this
         start's line in runs.json, the settings that do not change the
         numbers, kept for every start. Call under the lock."""
+        saved_config = config.to_dict()
+        run = {"paths": {"bam_dir": self.bam_dir,
+                         "glue_dir": config_lib.glue_dir(config),
+                         "pretrained_model": config.pretrained_model},
+               "outputs": config.section("outputs")}
+        saved_config["bam_dir"] = "."
+        for key in config_lib.PATH_FIELDS:
+            saved_config[key] = self._portable(saved_config[key])
         runs = _read_object(self.runs_path, "run log",
                             "restore it from a copy or delete it") or {}
         entries = runs.get("runs") if isinstance(runs.get("runs"),
@@ -245,15 +243,10 @@ class ModelDir:
         entries.append({
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **{k: this_process()[k] for k in ("host", "pid")},
-            "trials": list(trials),
-            "paths": {"bam_dir": self.bam_dir,
-                      "glue_dir": config_lib.glue_dir(config),
-                      "pretrained_model": config.pretrained_model},
-            "outputs": config.section("outputs"),
+            "trials": list(trials), **run,
             "runtime": {k: (list(v) if isinstance(v, tuple) else v)
                         for k, v in runtime.__dict__.items()},
         })
-        saved_config = self._saved_form(config)
         if identity is not None:
             atomic_write_json(self.identity_path, identity)
         atomic_write_json(self.config_path, saved_config)

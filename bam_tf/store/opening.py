@@ -14,22 +14,25 @@ from bam_tf.store import migration
 from bam_tf.store.model_dir import ModelDir
 
 
-def check_identity(folder, config, identity, saved_encoder_print=None):
+def check_identity(folder, config, identity, earlier=None):
     """Raises RunError when `folder` holds a run of another identity
     (`bam_tf.store.identity`): what decides the numbers differs. Paths, output
     settings and the runtime may differ. A folder holding nothing of
     value (no finished trial, no checkpoint: a start that failed) takes
-    the new identity. Returns whether identity.json is to be (re)written.
-    Call under the folder's lock."""
+    the new identity. `earlier`: the identity of a folder written before
+    identity.json (`migration.earlier_identity`). Returns whether
+    identity.json is to be (re)written. Call under the folder's lock."""
     saved = recorded = folder.read_identity()
-    earlier = folder.read_saved_config() if saved is None else None
     if saved is None and earlier is None:
+        # identity.json may have gone since `earlier` was read (it was
+        # there then); the encoder is then compared by path.
+        earlier = migration.earlier_identity(folder, config, identity)
+    if saved is None:
+        saved = earlier
+    if saved is None:
         return True
     # What a start of another run would replace.
     holds_value = folder.finished_trials() or folder.has_checkpoints()
-    if saved is None:
-        saved = migration.earlier_identity(folder, earlier, config,
-                                           identity, saved_encoder_print)
     try:
         differ = identity_lib.differences(saved, identity)
     except (TypeError, ValueError, AttributeError) as e:
@@ -71,8 +74,8 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
     `identity` None checks the experiment alone (no data read).
     `fingerprint_encoder(path)`: the fingerprint of the encoder at a path,
     for a folder written before identity.json (`migration`). `trials`:
-    the trial numbers this start runs (`Runtime.trial_numbers`; default
-    every one of `config`). Returns the ModelDir.
+    the trial numbers this start runs (default `runtime`'s). Returns the
+    ModelDir.
 
     Example:
 
@@ -89,17 +92,16 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
         identity = {"experiment": config.section("experiment"),
                     "encoder": None, "data": {}, "teachers": {},
                     "init": None}
-    trials = trials or range(1, config.num_trials + 1)
+    trials = trials or runtime.trial_numbers(config.num_trials)
     if max(trials) > config.num_trials:
         logging.info("--trials=%s goes past --num_trials=%d: the folder "
                      "now holds %d trials.", ",".join(map(str, trials)),
                      config.num_trials, max(trials))
-    saved_path = (migration.saved_encoder_path(folder, config)
-                  if identity["encoder"] is not None and fingerprint_encoder
-                  else None)
-    saved_print = fingerprint_encoder(saved_path) if saved_path else None
+    # One step, before the lock: it may load the saved encoder.
+    earlier = migration.earlier_identity(folder, config, identity,
+                                         fingerprint_encoder)
     with folder.lock():
-        write = check_identity(folder, config, identity, saved_print)
+        write = check_identity(folder, config, identity, earlier)
         saved = folder.read_saved_config() or {}
         num_trials = max([config.num_trials, max(trials),
                           saved.get("num_trials", 1)]

@@ -168,8 +168,9 @@ class FollowedTrial:
 
 def follow_trials(folder, trials):
     """Yields a `FollowedTrial` for each of `trials` not finished in
-    `folder`, writing to one scratch folder deleted at the end (the
-    chief trains the same trials: `claim_trials(..., exclusive=True)`)."""
+    `folder`, writing to one scratch folder, deleted when the generator
+    ends or is closed (the chief trains the same trials:
+    `claim_trials(..., exclusive=True)`)."""
     done = folder.finished_trials()
     with type(folder).scratch(folder.name) as scratch:
         for trial in trials:
