@@ -147,7 +147,8 @@ class Evaluator:
         """Scores the trained model on the dev splits and writes the
         trial's prediction and submission files (`output_splits`) to
         `folder` (a `ModelDir`); `before_write` is called before anything
-        is written (a lost claim raises there). Returns ({task: metrics}, average)."""
+        is written (a lost claim raises there). Returns ({task: metrics},
+        average)."""
         dev = self.inputs.dev_splits()
         splits = output_splits(self.inputs, trial, n_writes_distill,
                                n_writes_test)
