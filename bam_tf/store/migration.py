@@ -41,7 +41,9 @@ def earlier_identity(folder, config, identity, fingerprint_encoder=None):
     folder has identity.json or no config.json. Called before the folder
     is locked: where the saved encoder path is not this run's and still
     holds an encoder, `fingerprint_encoder(path)` loads it whole."""
-    if os.path.exists(folder.identity_path):
+    # No folder yet (or a file in its place, which the lock names).
+    if not os.path.isdir(folder.path) or os.path.exists(
+            folder.identity_path):
         return None
     saved_config = folder.read_saved_config()
     if saved_config is None:
