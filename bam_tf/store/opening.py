@@ -14,14 +14,15 @@ from bam_tf.store import migration
 from bam_tf.store.model_dir import ModelDir
 
 
-def check_identity(folder, config, identity, earlier=None):
+def check_identity(folder, config, identity, earlier, finished):
     """Raises RunError when `folder` holds a run of another identity
     (`bam_tf.store.identity`): what decides the numbers differs. Paths, output
     settings and the runtime may differ. A folder holding nothing of
     value (no finished trial, no checkpoint: a start that failed) takes
     the new identity. `earlier`: the identity of a folder written before
-    identity.json (`migration.earlier_identity`). Returns whether
-    identity.json is to be (re)written. Call under the folder's lock."""
+    identity.json (`migration.earlier_identity`). `finished`: the
+    folder's finished trials. Returns whether identity.json is to be
+    (re)written. Call under the folder's lock."""
     saved = recorded = folder.read_identity()
     if saved is None and earlier is None:
         # identity.json may have gone since `earlier` was read (it was
@@ -32,7 +33,7 @@ def check_identity(folder, config, identity, earlier=None):
     if saved is None:
         return True
     # What a start of another run would replace.
-    holds_value = folder.finished_trials() or folder.has_checkpoints()
+    holds_value = finished or folder.has_checkpoints()
     try:
         differ = identity_lib.differences(saved, identity)
     except (TypeError, ValueError, AttributeError) as e:
@@ -101,11 +102,11 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
     earlier = migration.earlier_identity(folder, config, identity,
                                          fingerprint_encoder)
     with folder.lock():
-        write = check_identity(folder, config, identity, earlier)
+        finished = folder.finished_trials()
+        write = check_identity(folder, config, identity, earlier, finished)
         saved = folder.read_saved_config() or {}
         num_trials = max([config.num_trials, max(trials),
-                          saved.get("num_trials", 1)]
-                         + list(folder.finished_trials()))
+                          saved.get("num_trials", 1)] + list(finished))
         folder.record_start(
             config.replace(num_trials=num_trials), runtime, trials,
             identity if write and identity["encoder"] is not None else None)
