@@ -1,7 +1,12 @@
 """A tf.distribute strategy from its name (scripts choose; the library only
-receives the strategy)."""
+receives the strategy), and what the workers of a multi-worker run do in
+step."""
+
+import contextlib
 
 import tensorflow as tf
+
+from bam_tf.errors import RunError
 
 from bam_tf.runtime import STRATEGIES  # noqa: F401 (named here too)
 
@@ -37,3 +42,51 @@ def is_chief(strategy):
     if "chief" in resolver.cluster_spec().as_dict():
         return resolver.task_type == "chief"
     return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+@contextlib.contextmanager
+def together(strategy, what):
+    """The workers of a multi-worker run leave this block together: each
+    waits for all the others, and an error in one is raised in every one
+    (the others name `what`, the step that failed elsewhere). Elsewhere
+    it does nothing.
+
+    A barrier, so that what one worker does in the block (the chief
+    opening, perhaps overwriting, the model folder) is done before another
+    goes on (reading which trials are finished: each must train the
+    same ones, or the collectives of the first trial wait forever).
+
+    Example:
+
+    ```python
+    with together(strategy, "opening the model folder"):
+        if is_chief(strategy):
+            open_model_dir(config, overwrite=True)
+    ```
+    """
+    if not is_multi_worker(strategy):
+        yield
+        return
+    try:
+        yield
+    except Exception:
+        _count_failed(strategy, True)
+        raise
+    if _count_failed(strategy, False):
+        raise RunError(
+            f"Another worker of this run failed in {what} (its log says "
+            "why); this one stops too.")
+
+
+def _count_failed(strategy, failed):
+    """How many replicas' workers failed: an all-reduce every worker joins,
+    so none returns before all have come. A worker that has died makes it
+    raise (UnavailableError) instead of waiting."""
+
+    # tf.function: run eagerly, the collective warns of its overhead.
+    @tf.function(autograph=False)
+    def count():
+        return strategy.run(lambda: tf.constant(float(failed)))
+
+    return int(strategy.reduce(tf.distribute.ReduceOp.SUM, count(),
+                               axis=None))

@@ -1,23 +1,33 @@
 """One worker of a two-worker MultiWorkerMirroredStrategy run on localhost:
 trains a tiny model through `run.train_and_evaluate`. Used by
 test_distribute.py, which starts both workers, bounds them in time and
-compares their model with one trained on one device."""
+compares their model with one trained on one device.
+
+    multi_worker_driver.py BAM_DIR GLUE_DIR INDEX PORTS [NAME] [options]
+
+Options: `overwrite` (train_and_evaluate's), `slow_chief` (the chief
+opens the folder five seconds late: the other worker, were it not held
+back, would read the folder before the chief has written it),
+`other_run` (another learning rate: a folder of the named run refuses
+it)."""
 
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main(bam_dir, glue_dir, index, ports):
+def main(bam_dir, glue_dir, index, ports, name="multi_worker", *options):
     os.environ["TF_CONFIG"] = json.dumps({
         "cluster": {"worker": [f"localhost:{p}" for p in ports.split(",")]},
         "task": {"type": "worker", "index": int(index)}})
     import tensorflow as tf
     from absl import logging
 
+    from bam_tf.errors import BamError
     from bam_tf.runtime import Runtime
     from bam_tf.experiment import run
     logging.set_verbosity(logging.INFO)
@@ -25,10 +35,25 @@ def main(bam_dir, glue_dir, index, ports):
     from conftest import distribute_config
     # Packed (one group of rows per worker) against the one-device run
     # padded to max_length: the same batches in another layout.
-    config = distribute_config(bam_dir, glue_dir, "multi_worker").replace(
+    config = distribute_config(bam_dir, glue_dir, name).replace(
         padding="packed")
-    run.train_and_evaluate(config, strategy, verbose=0,
-                           runtime=Runtime(save_checkpoints_steps=4))
+    if "other_run" in options:
+        config = config.replace(learning_rate=config.learning_rate * 2)
+    if "slow_chief" in options:
+        open_model_dir = run.open_model_dir
+
+        def slow_open(*args, **kwargs):
+            time.sleep(5)
+            return open_model_dir(*args, **kwargs)
+
+        run.open_model_dir = slow_open
+    try:
+        run.train_and_evaluate(config, strategy, verbose=0,
+                               overwrite="overwrite" in options,
+                               runtime=Runtime(save_checkpoints_steps=4))
+    except BamError as e:  # as the scripts show it
+        print(f"FATAL: {e}", flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ global batches."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,12 +139,14 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_on_localhost_equal_one_device(bam_dir, tiny_glue):
+def _two_workers(bam_dir, glue_dir, *args):
+    """Runs both workers of multi_worker_driver.py; returns [(returncode,
+    log)]."""
     ports = ",".join(str(p) for p in _free_ports(2))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     workers = [subprocess.Popen(
         [sys.executable, os.path.join(HERE, "multi_worker_driver.py"),
-         bam_dir, tiny_glue, str(i), ports],
+         bam_dir, glue_dir, str(i), ports, *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
     logs = []
@@ -153,11 +156,40 @@ def test_two_workers_on_localhost_equal_one_device(bam_dir, tiny_glue):
     finally:
         for worker in workers:
             worker.kill()
-    for i, (worker, log) in enumerate(zip(workers, logs)):
-        assert worker.returncode == 0, f"worker {i}:\n{log[-3000:]}"
-    _assert_same_run(bam_dir, "multi_worker")
+    return [(worker.returncode, log) for worker, log in zip(workers, logs)]
+
+
+def test_two_workers_on_localhost_equal_one_device(bam_dir, tiny_glue):
     mdir = os.path.join(bam_dir, "models", "multi_worker")
+    # A folder whose trial 1 is finished, overwritten by a chief that
+    # opens it late: the other worker must not read trial 1 as finished
+    # (it would skip the trial the chief trains, and the chief's
+    # collectives would have no peer).
+    shutil.copytree(os.path.join(bam_dir, "models", "one_device"), mdir)
+    results = _two_workers(bam_dir, tiny_glue, "multi_worker", "overwrite",
+                           "slow_chief")
+    for i, (returncode, log) in enumerate(results):
+        assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
+    _assert_same_run(bam_dir, "multi_worker")
     # The chief wrote the outputs; the other worker left nothing behind.
     assert os.path.exists(
         os.path.join(mdir, "outputs", "rte_dev_predictions_1.npz"))
     assert not os.path.exists(os.path.join(mdir, "checkpoints", "trial_1"))
+
+
+def test_a_chief_refused_by_the_folder_stops_every_worker(bam_dir,
+                                                          tiny_glue):
+    mdir = os.path.join(bam_dir, "models", "refused")
+    shutil.copytree(os.path.join(bam_dir, "models", "one_device"), mdir)
+    before = {name: open(os.path.join(mdir, name), "rb").read()
+              for name in ("results.json", "identity.json", "config.json")}
+    (chief_code, chief_log), (worker_code, worker_log) = _two_workers(
+        bam_dir, tiny_glue, "refused", "other_run")
+    assert chief_code == 2 and "holds a run with another identity" in (
+        chief_log), chief_log[-3000:]
+    # Named, not a hang nor a collective's traceback.
+    assert worker_code == 2 and ("FATAL: Another worker of this run failed "
+                                 "in opening the model folder") in (
+        worker_log), worker_log[-3000:]
+    for name, data in before.items():
+        assert open(os.path.join(mdir, name), "rb").read() == data

@@ -14,6 +14,7 @@ import tensorflow as tf
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
+from bam_tf.distribute import together
 from bam_tf.experiment.inputs import RunSources
 from bam_tf.experiment.inputs import fingerprint_encoder_at
 from bam_tf.experiment.trial import run_trial
@@ -56,18 +57,24 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     trials = runtime.trial_numbers(config.num_trials)
     how = runtime.record(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
-    folder = open_model_dir(
-        config, overwrite, identity=sources.identity, runtime=runtime,
-        fingerprint_encoder=lambda path: fingerprint_encoder_at(config, path),
-        trials=trials) if chief else ModelDir.of(config)
+    inputs = None
+    # Every worker reads which trials are finished only once the chief has
+    # opened (perhaps overwritten) the folder.
+    with together(strategy, "opening the model folder"):
+        if chief:
+            folder = open_model_dir(
+                config, overwrite, identity=sources.identity,
+                runtime=runtime, trials=trials,
+                fingerprint_encoder=lambda path: fingerprint_encoder_at(
+                    config, path))
+        else:
+            folder = ModelDir.of(config)
+            inputs = sources.featurize()  # meanwhile
     holds = folder.claim_trials(
         trials, runtime.claim_timeout_secs, runtime.heartbeat_secs,
         # The other workers train every trial the chief does, in step:
         # the chief cannot skip one alone, and they claim none.
         exclusive=is_multi_worker(strategy), follow=not chief)
-    # A worker featurizes before it reads which trials are finished: the
-    # chief opens the folder (and may overwrite it) meanwhile.
-    inputs = None if chief else sources.featurize()
     # Closed on any error: a worker's scratch folder goes at once.
     with contextlib.closing(holds):
         for hold in holds:
