@@ -3,6 +3,7 @@ receives the strategy), and what the workers of a multi-worker run do in
 step."""
 
 import contextlib
+import re
 
 import tensorflow as tf
 
@@ -90,3 +91,37 @@ def _count_failed(strategy, failed):
 
     return int(strategy.reduce(tf.distribute.ReduceOp.SUM, count(),
                                axis=None))
+
+
+# How TensorFlow's coordination service names a worker it lost.
+_LOST_TASK = re.compile(r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)")
+
+
+@contextlib.contextmanager
+def worker_loss_named(strategy):
+    """Under a multi-worker strategy, a worker that stops (killed,
+    preempted, failed) makes the collectives of every other raise
+    UnavailableError, a long trace; here it is a RunError that names the
+    lost worker and says how to resume. Elsewhere it does nothing.
+
+    Example:
+
+    ```python
+    with worker_loss_named(strategy):
+        model.fit(train_ds)
+    ```
+    """
+    if not is_multi_worker(strategy):
+        yield
+        return
+    try:
+        yield
+    except tf.errors.UnavailableError as e:
+        lost = _LOST_TASK.search(e.message or "")
+        who = (f"Worker {lost.group(2)} ({lost.group(1)}) of this run"
+               if lost else "Another worker of this run")
+        raise RunError(
+            f"{who} stopped (killed, preempted or failed: its log says "
+            "why), and this one cannot go on alone. Every finished trial "
+            "and the last checkpoint are kept: start the same command on "
+            "every worker again to resume.") from e

@@ -9,10 +9,12 @@ Options: `overwrite` (train_and_evaluate's), `slow_chief` (the chief
 opens the folder five seconds late: the other worker, were it not held
 back, would read the folder before the chief has written it),
 `other_run` (another learning rate: a folder of the named run refuses
-it)."""
+it), `worker_dies` (the non-chief worker kills itself, SIGKILL, after
+step 6: a preempted machine)."""
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -47,6 +49,19 @@ def main(bam_dir, glue_dir, index, ports, name="multi_worker", *options):
             return open_model_dir(*args, **kwargs)
 
         run.open_model_dir = slow_open
+    if "worker_dies" in options and index == "1":
+        import keras
+
+        from bam_tf.experiment import trial
+
+        class Dies(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if int(self.model.optimizer.iterations.numpy()) >= 6:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer = trial.TrialTrainer
+        trial.TrialTrainer = lambda *args, **kwargs: trainer(
+            *args, **kwargs, callbacks=[Dies()])
     try:
         run.train_and_evaluate(config, strategy, verbose=0,
                                overwrite="overwrite" in options,

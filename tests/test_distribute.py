@@ -193,3 +193,23 @@ def test_a_chief_refused_by_the_folder_stops_every_worker(bam_dir,
         worker_log), worker_log[-3000:]
     for name, data in before.items():
         assert open(os.path.join(mdir, name), "rb").read() == data
+
+
+def test_a_lost_worker_is_named_and_the_run_resumes(bam_dir, tiny_glue):
+    # The other worker dies (SIGKILL) after step 6 of 24; the chief's
+    # last checkpoint is step 4.
+    (chief_code, chief_log), (worker_code, _) = _two_workers(
+        bam_dir, tiny_glue, "lost_worker", "worker_dies")
+    assert worker_code == -9
+    assert chief_code == 2 and ("FATAL: Worker 1 (worker) of this run "
+                                "stopped") in chief_log, chief_log[-3000:]
+    assert "Traceback" not in chief_log, chief_log[-3000:]
+    mdir = os.path.join(bam_dir, "models", "lost_worker")
+    assert not os.path.exists(os.path.join(mdir, "results.json"))
+    assert os.listdir(os.path.join(mdir, "claims")) == []  # free to resume
+    # The same command on both again: it resumes, and ends as one device.
+    results = _two_workers(bam_dir, tiny_glue, "lost_worker")
+    for i, (returncode, log) in enumerate(results):
+        assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
+    assert "resumed at step 4 of 24" in results[0][1]
+    _assert_same_run(bam_dir, "lost_worker")

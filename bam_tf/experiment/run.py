@@ -15,6 +15,7 @@ from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
 from bam_tf.distribute import together
+from bam_tf.distribute import worker_loss_named
 from bam_tf.experiment.inputs import RunSources
 from bam_tf.experiment.inputs import fingerprint_encoder_at
 from bam_tf.experiment.trial import run_trial
@@ -57,31 +58,33 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     trials = runtime.trial_numbers(config.num_trials)
     how = runtime.record(config, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
-    inputs = None
-    # Every worker reads which trials are finished only once the chief has
-    # opened (perhaps overwritten) the folder.
-    with together(strategy, "opening the model folder"):
-        if chief:
-            folder = open_model_dir(
-                config, overwrite, identity=sources.identity,
-                runtime=runtime, trials=trials,
-                fingerprint_encoder=lambda path: fingerprint_encoder_at(
-                    config, path))
-        else:
-            folder = ModelDir.of(config)
-            inputs = sources.featurize()  # meanwhile
-    holds = folder.claim_trials(
-        trials, runtime.claim_timeout_secs, runtime.heartbeat_secs,
-        # The other workers train every trial the chief does, in step:
-        # the chief cannot skip one alone, and they claim none.
-        exclusive=is_multi_worker(strategy), follow=not chief)
-    # Closed on any error: a worker's scratch folder goes at once.
-    with contextlib.closing(holds):
-        for hold in holds:
-            with hold:
-                inputs = inputs or sources.featurize()
-                record = run_trial(inputs, hold, strategy, runtime,
-                                   verbose if chief else 0)
-                if record:
-                    hold.commit({**record, "runtime": how})
+    # A worker lost, at any step: every other stops with its name.
+    with worker_loss_named(strategy):
+        inputs = None
+        # Every worker reads which trials are finished only once the chief has
+        # opened (perhaps overwritten) the folder.
+        with together(strategy, "opening the model folder"):
+            if chief:
+                folder = open_model_dir(
+                    config, overwrite, identity=sources.identity,
+                    runtime=runtime, trials=trials,
+                    fingerprint_encoder=lambda path: fingerprint_encoder_at(
+                        config, path))
+            else:
+                folder = ModelDir.of(config)
+                inputs = sources.featurize()  # meanwhile
+        holds = folder.claim_trials(
+            trials, runtime.claim_timeout_secs, runtime.heartbeat_secs,
+            # The other workers train every trial the chief does, in step:
+            # the chief cannot skip one alone, and they claim none.
+            exclusive=is_multi_worker(strategy), follow=not chief)
+        # Closed on any error: a worker's scratch folder goes at once.
+        with contextlib.closing(holds):
+            for hold in holds:
+                with hold:
+                    inputs = inputs or sources.featurize()
+                    record = run_trial(inputs, hold, strategy, runtime,
+                                       verbose if chief else 0)
+                    if record:
+                        hold.commit({**record, "runtime": how})
     return folder.read_results() if chief else None
