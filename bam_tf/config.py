@@ -21,6 +21,7 @@ import typing
 from typing import Optional
 
 from bam_tf.errors import BamError
+from bam_tf.io_utils import not_local
 from bam_tf.settings import MAP_FORMS
 from bam_tf.settings import REQUIRED
 from bam_tf.settings import setting
@@ -304,6 +305,11 @@ class RunConfig:
               f"model_name must be a plain folder name, got "
               f"{self.model_name!r}.")
         check(bool(self.bam_dir), "bam_dir is required.")
+        # The encoder may be a handle (kaggle://, hf://): keras-hub reads it.
+        for name in ("bam_dir", "glue_dir"):
+            value = getattr(self, name)
+            check(not_local(value) is None,
+                  f"--{name}={value} {not_local(value)}")
         check(len(self.task_names) > 0, "task_names must name at least one task.")
         check(len(set(self.task_names)) == len(self.task_names),
               f"task_names has duplicates: {list(self.task_names)}.")

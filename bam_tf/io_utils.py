@@ -5,9 +5,36 @@ team sharing a BAM_DIR can read each other's runs."""
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
+
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def not_local(path):
+    """Why `path` cannot be one of bam-tf's folders, or None: a URL
+    (gs://, s3://) is refused, since Python's file operations would take
+    it for a relative path and write a local folder named "gs:", where a
+    Cloud TPU user would look for it in the bucket.
+
+    Example:
+    >>> not_local("/data/bam") is None
+    True
+    >>> not_local("gs://bucket/bam")[:20]
+    'is a URL (gs://), wh'
+    """
+    match = _URL.match(path or "")
+    if not match:
+        return None
+    scheme = match.group(1)
+    return (f"is a URL ({scheme}://), which bam-tf cannot use: it reads and "
+            "writes its folders with local file operations (locks, atomic "
+            f"renames), and would write a local folder named {scheme}: "
+            "instead. Pass a local folder, and copy it to the bucket when "
+            "the run is done.")
 
 
 def _umask():

@@ -45,6 +45,12 @@ def test_json_round_trip_and_frozen(tmp_path):
     ({"distill": True, "teachers": {"rte": "m"}}, "its own teacher"),
     ({"task_names": ["rte", "rte"]}, "duplicates"),
     ({"lr_decay": 0.0}, "lr_decay"),
+    # Python's file operations would write a local folder "gs:".
+    ({"bam_dir": "gs://bucket/bam"},
+     r"^--bam_dir=gs://bucket/bam is a URL \(gs://\), which bam-tf "
+     "cannot use"),
+    ({"glue_dir": "s3://bucket/glue"}, r"--glue_dir=s3://bucket/glue is a "
+     r"URL \(s3://\).*local folder named s3:"),
     ({"data_source": "csv"}, "data_source"),
     ({"task_loss_weights": {"cola": 2}}, r"names tasks \['cola'\]"),
     ({"task_loss_weights": {"rte": 0}}, "finite and > 0"),

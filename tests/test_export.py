@@ -225,6 +225,9 @@ def test_an_export_never_writes_into_a_folder_it_does_not_own(
     with pytest.raises(ExportError, match="is a model folder"):
         check_export_dir(model_dir, str(elsewhere), form)
     check_export_dir(model_dir, str(tmp_path / "new"), form)  # new: fine
+    with pytest.raises(ExportError, match=r"^--export_dir=gs://b/e is a URL "
+                       r"\(gs://\)"):
+        check_export_dir(model_dir, "gs://b/e", form)
     if form == "saved_model":  # over an earlier export of the same format
         check_export_dir(model_dir, export_dir, form)
     # The script refuses before writing anything, one line, exit 1.

@@ -67,6 +67,17 @@ def test_fault_messages_by_hand():
     assert os_fault_message(OSError(errno.ENOENT, "missing", "f")) is None
 
 
+def test_a_bucket_path_is_refused_before_anything_is_written(tmp_path,
+                                                             tiny_glue):
+    # Taken for a relative path, it would become ./gs:/bucket/bam.
+    done = subprocess.run(_args("gs://bucket/bam", tiny_glue), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error: --bam_dir=gs://bucket/bam is a URL (gs://)"), done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_usage_error_gives_its_reason_first(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "born_again.py"),

@@ -18,6 +18,7 @@ import tensorflow as tf
 from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.encoders.builder import build_encoder
 from bam_tf.io_utils import atomic_write_json
+from bam_tf.io_utils import not_local
 from bam_tf.model.factory import build_model
 from bam_tf.model.factory import load_weights
 from bam_tf.serving.hf_folder import write_hf_folder
@@ -139,6 +140,9 @@ def check_export_dir(model_dir, export_dir, form):
     its reserved folders, or a non-empty folder that is not an earlier
     export of the same `form` ("saved_model", "keras_hub",
     "transformers"). Nothing is written before this passes."""
+    if not_local(export_dir):
+        raise ExportError(f"--export_dir={export_dir} "
+                          f"{not_local(export_dir)}")
     target = os.path.realpath(export_dir)
     model = os.path.realpath(model_dir)
     bam_dir = ModelDir.at(model).bam_dir
