@@ -192,9 +192,10 @@ def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
     ("./pretrained_models/enc", as docs/results/models do): the encoder
     found there is fingerprinted and compared with the run's, whatever
     path the run gives it."""
-    from bam_tf.experiment.inputs import fingerprint_encoder_at
-    encoder_fingerprint = lambda run: fingerprint_encoder_at(
-        run, run.pretrained_model)
+    from bam_tf.encoders.encoder import load_encoder
+    from bam_tf.store.identity import encoder_fingerprint as fingerprint
+    encoder_fingerprint = lambda run: fingerprint(load_encoder(
+        run.pretrained_model))
     bam = tmp_path / "bam"
 
     def preset(folder, seed):
@@ -224,13 +225,9 @@ def test_a_folder_before_identities_checks_its_encoder_where_it_now_is(
     with pytest.raises(RunError, match="differs in encoder"):
         open_model_dir(config.replace(pretrained_model=other),
                        identity=identity(config.replace(
-                           pretrained_model=other)),
-                       fingerprint_encoder=lambda p: fingerprint_encoder_at(
-                           config, p))
+                           pretrained_model=other)))
     caplog.clear()
-    open_model_dir(elsewhere, identity=identity(elsewhere),
-                   fingerprint_encoder=lambda p: fingerprint_encoder_at(
-                       config, p))
+    open_model_dir(elsewhere, identity=identity(elsewhere))
     assert "taken as the same encoder" not in caplog.text
     assert folder.read_identity()["encoder"] == encoder_fingerprint(config)
 

@@ -195,8 +195,3 @@ def _checked_encoder(config, path):
             f"position limit {encoder.position_limit} ({encoder.source}).")
     return encoder
 
-
-def fingerprint_encoder_at(config, path):
-    """The fingerprint of the encoder at `path` (a folder written before
-    identity.json names its encoder by path: `bam_tf.store.migration`)."""
-    return identity_lib.encoder_fingerprint(_checked_encoder(config, path))

@@ -17,7 +17,6 @@ from bam_tf.distribute import is_multi_worker
 from bam_tf.distribute import together
 from bam_tf.distribute import worker_loss_named
 from bam_tf.experiment.inputs import RunSources
-from bam_tf.experiment.inputs import fingerprint_encoder_at
 from bam_tf.experiment.trial import run_trial
 from bam_tf.runtime import Runtime
 from bam_tf.store.model_dir import ModelDir
@@ -67,9 +66,7 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
             if chief:
                 folder = open_model_dir(
                     config, overwrite, identity=sources.identity,
-                    runtime=runtime, trials=trials,
-                    fingerprint_encoder=lambda path: fingerprint_encoder_at(
-                        config, path))
+                    runtime=runtime, trials=trials)
             else:
                 folder = ModelDir.of(config)
                 inputs = sources.featurize()  # meanwhile

@@ -35,12 +35,12 @@ def config_as_read_now(saved):
     return {k: v for k, v in saved.items() if k not in MOVED_OUT}
 
 
-def earlier_identity(folder, config, identity, fingerprint_encoder=None):
+def earlier_identity(folder, config, identity):
     """The identity of a folder written before identity.json, from its
     config.json, as `identity` (this run's) would read; None where the
     folder has identity.json or no config.json. Called before the folder
     is locked: where the saved encoder path is not this run's and still
-    holds an encoder, `fingerprint_encoder(path)` loads it whole."""
+    holds an encoder, that encoder is loaded whole, to fingerprint it."""
     # No folder yet (or a file in its place, which the lock names).
     if not os.path.isdir(folder.path) or os.path.exists(
             folder.identity_path):
@@ -69,9 +69,12 @@ def earlier_identity(folder, config, identity, fingerprint_encoder=None):
     path = folder.resolve(saved_config.get("pretrained_model"))
     if config.debug or path == config.pretrained_model:
         return saved
-    if (identity["encoder"] is not None and fingerprint_encoder and path
-            and os.path.isdir(path)):
-        saved["encoder"] = fingerprint_encoder(path)
+    if identity["encoder"] is not None and path and os.path.isdir(path):
+        # Imported here: the store is read without TensorFlow (reports).
+        from bam_tf.encoders.encoder import load_encoder
+        from bam_tf.store.identity import encoder_fingerprint
+        saved["encoder"] = encoder_fingerprint(
+            load_encoder(path, config.bam_dir))
     else:
         logging.warning(
             "%s was written before runs recorded their encoder's "

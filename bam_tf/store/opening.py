@@ -67,14 +67,13 @@ def check_identity(folder, config, identity, earlier, finished):
 
 
 def open_model_dir(config, overwrite=False, identity=None, runtime=None,
-                   fingerprint_encoder=None, trials=None):
+                   trials=None):
     """Opens `config`'s folder for a start of the run `identity` names:
     an error if the folder holds another run; otherwise writes
     identity.json (once), config.json (the newest settings, with the
     folder's largest num_trials) and this start's line in runs.json.
     `identity` None checks the experiment alone (no data read).
-    `fingerprint_encoder(path)`: the fingerprint of the encoder at a path,
-    for a folder written before identity.json (`migration`). `trials`:
+    `trials`:
     the trial numbers this start runs (default `runtime`'s). Returns the
     ModelDir.
 
@@ -99,8 +98,7 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
                      "now holds %d trials.", ",".join(map(str, trials)),
                      config.num_trials, max(trials))
     # One step, before the lock: it may load the saved encoder.
-    earlier = migration.earlier_identity(folder, config, identity,
-                                         fingerprint_encoder)
+    earlier = migration.earlier_identity(folder, config, identity)
     with folder.lock():
         finished = folder.finished_trials()
         write = check_identity(folder, config, identity, earlier, finished)
