@@ -8,7 +8,6 @@ import re
 import tensorflow as tf
 
 from bam_tf.errors import RunError
-
 from bam_tf.runtime import STRATEGIES  # noqa: F401 (named here too)
 
 
