@@ -309,7 +309,7 @@ class RunConfig:
         for name in ("bam_dir", "glue_dir"):
             value = getattr(self, name)
             check(not_local(value) is None,
-                  f"--{name}={value} {not_local(value)}")
+                  f"--{name}={value} {not_local(value)}.")
         check(len(self.task_names) > 0, "task_names must name at least one task.")
         check(len(set(self.task_names)) == len(self.task_names),
               f"task_names has duplicates: {list(self.task_names)}.")

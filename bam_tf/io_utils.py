@@ -15,7 +15,8 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def not_local(path):
-    """Why `path` cannot be one of bam-tf's folders, or None: a URL
+    """Why `path` cannot be one of bam-tf's folders or files (a reason
+    to follow "--flag=path", no full stop), or None: a URL
     (gs://, s3://) is refused, since Python's file operations would take
     it for a relative path and write a local folder named "gs:", where a
     Cloud TPU user would look for it in the bucket.
@@ -33,8 +34,8 @@ def not_local(path):
     return (f"is a URL ({scheme}://), which bam-tf cannot use: it reads and "
             "writes its folders with local file operations (locks, atomic "
             f"renames), and would write a local folder named {scheme}: "
-            "instead. Pass a local folder, and copy it to the bucket when "
-            "the run is done.")
+            "instead. Pass a local path, and copy to the bucket when "
+            "the run is done")
 
 
 def _umask():

@@ -209,6 +209,8 @@ def test_outputs_never_land_in_a_folder_bam_tf_owns(tmp_path):
     assert check_output_file("--markdown", str(tmp_path)).endswith(
         "is a folder; give a file path")
     assert check_output_file("--markdown", str(tmp_path / "r.md")) is None
+    assert check_output_file("--output_json", "gs://b/r.json").startswith(
+        "--output_json=gs://b/r.json is a URL (gs://)")
     # The script refuses before reading anything; the file is untouched.
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "report.py"),

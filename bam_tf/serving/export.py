@@ -142,7 +142,7 @@ def check_export_dir(model_dir, export_dir, form):
     "transformers"). Nothing is written before this passes."""
     if not_local(export_dir):
         raise ExportError(f"--export_dir={export_dir} "
-                          f"{not_local(export_dir)}")
+                          f"{not_local(export_dir)}.")
     target = os.path.realpath(export_dir)
     model = os.path.realpath(model_dir)
     bam_dir = ModelDir.at(model).bam_dir

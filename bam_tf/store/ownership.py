@@ -4,6 +4,8 @@ one."""
 
 import os
 
+from bam_tf.io_utils import not_local
+
 
 # Files that make a folder a model folder (its .lock too, for an export:
 # a start that failed leaves only that; other tools, pytest's temporary
@@ -35,6 +37,8 @@ def check_output_file(flag, path, inputs=()):
     """Refuses an output file `path` (given as `flag`) that is one of the
     command's `inputs` or lies in a folder bam-tf owns; returns a one-line
     reason, or None when it may be written."""
+    if not_local(path):
+        return f"{flag}={path} {not_local(path)}"
     real = os.path.realpath(path)
     if any(real == os.path.realpath(p) for p in inputs if p):
         return f"{flag}={path} is also this command's input"
