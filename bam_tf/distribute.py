@@ -44,64 +44,78 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0
 
 
-@contextlib.contextmanager
-def together(strategy, what):
-    """The workers of a multi-worker run leave this block together: each
-    waits for all the others, and an error in one is raised in every one
-    (the others name `what`, the step that failed elsewhere). Elsewhere
-    it does nothing.
+def chief_trials(strategy, holds):
+    """Yields the chief's `holds` (`TrialHold`s), telling the other workers
+    of a multi-worker run each one's trial before it is trained, and that
+    there is none left after the last (`followed_trials`).
 
-    A barrier, so that what one worker does in the block (the chief
-    opening, perhaps overwriting, the model folder) is done before another
-    goes on (reading which trials are finished: each must train the
-    same ones, or the collectives of the first trial wait forever).
+    The chief alone decides which trials are finished or held by other
+    processes, under the folder's lock; the others train what it trains,
+    in step (their collectives pair up step by step, so a worker on
+    another trial would silently train on a mix of two).
 
     Example:
 
     ```python
-    with together(strategy, "opening the model folder"):
-        if is_chief(strategy):
-            open_model_dir(config, overwrite=True)
+    holds = folder.claim_trials([1, 2], 600.0, 30.0)
+    for hold in chief_trials(strategy, holds): ...
     ```
     """
-    if not is_multi_worker(strategy):
-        yield
-        return
-    try:
-        yield
-    except Exception:
-        _count_failed(strategy, True)
-        raise
-    if _count_failed(strategy, False):
-        raise RunError(
-            f"Another worker of this run failed in {what} (its log says "
-            "why); this one stops too.")
+    with contextlib.closing(holds):
+        for hold in holds:
+            _from_chief(strategy, hold.trial)
+            yield hold
+    _from_chief(strategy, 0)
 
 
-def _count_failed(strategy, failed):
-    """How many replicas' workers failed: an all-reduce every worker joins,
-    so none returns before all have come. A worker that has died makes it
-    raise (UnavailableError) instead of waiting."""
+def followed_trials(strategy):
+    """Yields the trial numbers the chief announces (`chief_trials`), in
+    its order, until it says there is none left: what a non-chief worker
+    trains."""
+    while True:
+        trial = _from_chief(strategy)
+        if not trial:
+            return
+        yield trial
 
-    # tf.function: run eagerly, the collective warns of its overhead.
+
+def _from_chief(strategy, value=None):
+    """The chief's `value` (a trial number, or 0), in every worker (the
+    others give None): an all-reduce every worker joins, so none returns
+    before all have come. A worker that has died makes it raise
+    (UnavailableError) instead of waiting."""
+    # Summed over replicas: (value, 1) from each of the chief's, (0, 0)
+    # from the others'; the chief may have several.
+    part = [0, 0] if value is None else [value, 1]
+
+    # Run eagerly, the collective warns of its overhead.
     @tf.function(autograph=False)
-    def count():
-        return strategy.run(lambda: tf.constant(float(failed)))
+    def gather():
+        return strategy.run(lambda: tf.constant(part, tf.int32))
 
-    return int(strategy.reduce(tf.distribute.ReduceOp.SUM, count(),
-                               axis=None))
+    total, chief_replicas = strategy.reduce(
+        tf.distribute.ReduceOp.SUM, gather(), axis=None).numpy().tolist()
+    return total // chief_replicas
 
 
-# How TensorFlow's coordination service names a worker it lost.
-_LOST_TASK = re.compile(r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)")
+# How TensorFlow reports a worker it lost: its coordination service
+# lists the tasks that stopped sending heartbeats; its older health check
+# says one is down. (A chief lost takes the coordination service with it:
+# the others then learn only that their collective was aborted.)
+_LOST_TASK = re.compile(
+    r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)|"
+    r"/job:(\w+)/replica:\d+/task:(\d+) is down")
+_COLLECTIVE_ABORTED = ("Collective ops is aborted", "unhealthy", "is down")
 
 
 @contextlib.contextmanager
 def worker_loss_named(strategy):
     """Under a multi-worker strategy, a worker that stops (killed,
     preempted, failed) makes the collectives of every other raise
-    UnavailableError, a long trace; here it is a RunError that names the
-    lost worker and says how to resume. Elsewhere it does nothing.
+    UnavailableError, a long trace; here it is a RunError that says so,
+    names the lost worker where TensorFlow does, and says how to resume.
+    Elsewhere, and for an UnavailableError of anything but the
+    collectives (a network file system, say), it does nothing.
 
     Example:
 
@@ -116,11 +130,16 @@ def worker_loss_named(strategy):
     try:
         yield
     except tf.errors.UnavailableError as e:
-        lost = _LOST_TASK.search(e.message or "")
-        who = (f"Worker {lost.group(2)} ({lost.group(1)}) of this run"
-               if lost else "Another worker of this run")
+        message = e.message or ""
+        if not any(mark in message for mark in _COLLECTIVE_ABORTED):
+            raise
+        lost = _LOST_TASK.search(message)
+        who = ("Worker {1} ({0}) of this run".format(
+            *[g for g in lost.groups() if g is not None]) if lost
+            else "Another worker of this run")
         raise RunError(
             f"{who} stopped (killed, preempted or failed: its log says "
             "why), and this one cannot go on alone. Every finished trial "
-            "and the last checkpoint are kept: start the same command on "
-            "every worker again to resume.") from e
+            "and the last checkpoint are kept: once that worker's fault "
+            "is dealt with, start the same command on every worker again "
+            "to resume.") from e

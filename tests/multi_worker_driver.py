@@ -10,7 +10,7 @@ opens the folder five seconds late: the other worker, were it not held
 back, would read the folder before the chief has written it),
 `other_run` (another learning rate: a folder of the named run refuses
 it), `worker_dies` (the non-chief worker kills itself, SIGKILL, after
-step 6: a preempted machine)."""
+step 6: a preempted machine), `two_trials`."""
 
 import json
 import os
@@ -39,6 +39,8 @@ def main(bam_dir, glue_dir, index, ports, name="multi_worker", *options):
     # padded to max_length: the same batches in another layout.
     config = distribute_config(bam_dir, glue_dir, name).replace(
         padding="packed")
+    if "two_trials" in options:
+        config = config.replace(num_trials=2)
     if "other_run" in options:
         config = config.replace(learning_rate=config.learning_rate * 2)
     if "slow_chief" in options:

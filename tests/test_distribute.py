@@ -18,7 +18,9 @@ from bam_tf.config import ConfigError
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.experiment import run
+from bam_tf.io_utils import atomic_write_json
 from bam_tf.runtime import Runtime
+from bam_tf.store.model_dir import ModelDir
 from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,9 +164,9 @@ def _two_workers(bam_dir, glue_dir, *args):
 def test_two_workers_on_localhost_equal_one_device(bam_dir, tiny_glue):
     mdir = os.path.join(bam_dir, "models", "multi_worker")
     # A folder whose trial 1 is finished, overwritten by a chief that
-    # opens it late: the other worker must not read trial 1 as finished
+    # opens it late: the other worker must not take trial 1 as finished
     # (it would skip the trial the chief trains, and the chief's
-    # collectives would have no peer).
+    # collectives would have no peer): it trains what the chief says.
     shutil.copytree(os.path.join(bam_dir, "models", "one_device"), mdir)
     results = _two_workers(bam_dir, tiny_glue, "multi_worker", "overwrite",
                            "slow_chief")
@@ -188,9 +190,8 @@ def test_a_chief_refused_by_the_folder_stops_every_worker(bam_dir,
     assert chief_code == 2 and "holds a run with another identity" in (
         chief_log), chief_log[-3000:]
     # Named, not a hang nor a collective's traceback.
-    assert worker_code == 2 and ("FATAL: Another worker of this run failed "
-                                 "in opening the model folder") in (
-        worker_log), worker_log[-3000:]
+    assert worker_code == 2 and ("FATAL: Another worker of this run "
+                                 "stopped") in worker_log, worker_log[-3000:]
     for name, data in before.items():
         assert open(os.path.join(mdir, name), "rb").read() == data
 
@@ -213,3 +214,25 @@ def test_a_lost_worker_is_named_and_the_run_resumes(bam_dir, tiny_glue):
         assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
     assert "resumed at step 4 of 24" in results[0][1]
     _assert_same_run(bam_dir, "lost_worker")
+
+
+def test_a_trial_held_elsewhere_is_skipped_by_every_worker(bam_dir,
+                                                           tiny_glue):
+    """Trial 1 is being run by another process: the chief skips it and
+    trains trial 2, and so does the other worker, told by the chief."""
+    folder = ModelDir(bam_dir, "held")
+    live = subprocess.Popen([sys.executable, "-c",
+                             "import time; time.sleep(300)"])
+    try:
+        atomic_write_json(folder.claim_path(1), {
+            "host": socket.gethostname(), "pid": live.pid, "started": None,
+            "claimed_at": 0.0, "heartbeat": 0.0})
+        results = _two_workers(bam_dir, tiny_glue, "held", "two_trials")
+    finally:
+        live.kill()
+        live.wait()
+    for i, (returncode, log) in enumerate(results):
+        assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
+        assert "trial 2: seed" in log and "trial 1: seed" not in log, i
+    assert "trial 1 is being run by host" in results[0][1]
+    assert folder.finished_trials() == {2}

@@ -210,10 +210,11 @@ def test_a_claim_from_another_machine_with_the_same_host_name_waits(
     assert Claim.take(str(path), 600, lock) is None
 
 
-def test_a_follower_takes_each_unfinished_trial_and_writes_nothing(
+def test_a_follower_takes_the_trials_it_is_given_and_writes_nothing(
         tmp_path):
     """A non-chief worker's trials (`claim_trials(..., follow=True)`): the
-    unfinished ones, unclaimed, their checkpoints in a scratch folder that
+    ones its chief announces, even one the folder holds as finished (the
+    chief decides), unclaimed, their checkpoints in a scratch folder that
     is gone at the end; the model folder is left as it was."""
     from bam_tf.store.model_dir import ModelDir
     folder = ModelDir(str(tmp_path), "m")
@@ -231,7 +232,7 @@ def test_a_follower_takes_each_unfinished_trial_and_writes_nothing(
             hold.commit({"trial": hold.trial})  # the chief's to write
             taken.append(hold.trial)
             scratches.add(hold.scratch.bam_dir)
-    assert taken == [1, 3]
+    assert taken == [1, 2, 3]
     assert len(scratches) == 1 and not os.path.exists(scratches.pop())
     assert sorted(os.listdir(folder.path)) == before
     assert folder.finished_trials() == {2}

@@ -11,10 +11,11 @@ import contextlib
 
 import tensorflow as tf
 
+from bam_tf.distribute import chief_trials
+from bam_tf.distribute import followed_trials
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.distribute import is_multi_worker
-from bam_tf.distribute import together
 from bam_tf.distribute import worker_loss_named
 from bam_tf.experiment.inputs import RunSources
 from bam_tf.experiment.trial import run_trial
@@ -59,22 +60,23 @@ def train_and_evaluate(config, strategy=None, overwrite=False, verbose=2,
     chief = is_chief(strategy)
     # A worker lost, at any step: every other stops with its name.
     with worker_loss_named(strategy):
-        inputs = None
-        # Every worker reads which trials are finished only once the chief has
-        # opened (perhaps overwritten) the folder.
-        with together(strategy, "opening the model folder"):
-            if chief:
-                folder = open_model_dir(
-                    config, overwrite, identity=sources.identity,
-                    runtime=runtime, trials=trials)
-            else:
-                folder = ModelDir.of(config)
-                inputs = sources.featurize()  # meanwhile
-        holds = folder.claim_trials(
-            trials, runtime.claim_timeout_secs, runtime.heartbeat_secs,
-            # The other workers train every trial the chief does, in step:
-            # the chief cannot skip one alone, and they claim none.
-            exclusive=is_multi_worker(strategy), follow=not chief)
+        if chief:
+            folder = open_model_dir(
+                config, overwrite, identity=sources.identity,
+                runtime=runtime, trials=trials)
+            holds = folder.claim_trials(trials, runtime.claim_timeout_secs,
+                                        runtime.heartbeat_secs)
+            if is_multi_worker(strategy):
+                # The other workers train the trials the chief claims.
+                holds = chief_trials(strategy, holds)
+            inputs = None  # featurized once a trial is claimed
+        else:
+            folder = ModelDir.of(config)
+            # While the chief opens the folder and claims its first trial.
+            inputs = sources.featurize()
+            holds = folder.claim_trials(
+                followed_trials(strategy), runtime.claim_timeout_secs,
+                runtime.heartbeat_secs, follow=True)
         # Closed on any error: a worker's scratch folder goes at once.
         with contextlib.closing(holds):
             for hold in holds:

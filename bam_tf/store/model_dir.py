@@ -292,12 +292,12 @@ class ModelDir:
 
     # ------------------------------------------------------------- claims
     def claim_trials(self, trials, claim_timeout_secs, heartbeat_secs,
-                     exclusive=False, follow=False):
+                     follow=False):
         """A `TrialHold` for each of `trials` this process is to train; a
-        `FollowedTrial` for each unfinished one where it `follow`s the
-        chief (`bam_tf.store.trial_hold.claim_trials`)."""
+        `FollowedTrial` for each where it `follow`s the chief
+        (`bam_tf.store.trial_hold.claim_trials`)."""
         return claim_trials(self, trials, claim_timeout_secs,
-                            heartbeat_secs, exclusive, follow)
+                            heartbeat_secs, follow)
 
     def live_claims(self, claim_timeout_secs):
         """{trial: holder} of the claims whose process may still run."""

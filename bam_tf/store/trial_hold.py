@@ -15,7 +15,6 @@ import shutil
 
 from absl import logging
 
-from bam_tf.errors import RunError
 from bam_tf.store.locking import Claim
 from bam_tf.store.locking import ClaimLostError
 
@@ -87,15 +86,13 @@ class TrialHold:
 
 
 def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
-                 exclusive=False, follow=False):
+                 follow=False):
     """Yields a `TrialHold` for each of `trials` that is neither finished
     nor held by another live process, in order.
 
-    `exclusive`: every trial asked for must be this process's (the
-    workers of a multi-worker cluster train each trial the chief does, in
-    step, so the chief cannot skip one); a trial held elsewhere is then
-    an error. `follow`: this process is such a worker, not the chief:
-    `follow_trials`.
+    `follow`: this process is a non-chief worker of a multi-worker
+    cluster, and `trials` are the ones its chief trains, as the chief
+    announces them (`bam_tf.distribute.followed_trials`): `follow_trials`.
 
     Example:
 
@@ -118,11 +115,6 @@ def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
             claim = Claim.take(folder.claim_path(trial), claim_timeout_secs,
                                folder.lock())
         if claim is None:
-            if exclusive:
-                raise RunError(
-                    f"trial {trial} of {folder.path} is being run by another "
-                    "process; a multi-worker cluster cannot skip it. Give "
-                    "the cluster its own trials with --trials.")
             held[trial] = Claim.holder(folder.claim_path(trial)) or {}
             logging.info("trial %d is being run by host %r, pid %s; "
                          "skipped.", trial, held[trial].get("host"),
@@ -167,12 +159,11 @@ class FollowedTrial:
 
 
 def follow_trials(folder, trials):
-    """Yields a `FollowedTrial` for each of `trials` not finished in
-    `folder`, writing to one scratch folder, deleted when the generator
-    ends or is closed (the chief trains the same trials:
-    `claim_trials(..., exclusive=True)`)."""
-    done = folder.finished_trials()
+    """Yields a `FollowedTrial` for each of `trials`, the chief's (it
+    decides which are finished or held elsewhere, and says so as it goes:
+    a worker reading the folder itself could read it at another moment and
+    train another trial than the chief's), writing to one scratch folder,
+    deleted when the generator ends or is closed."""
     with type(folder).scratch(folder.name) as scratch:
         for trial in trials:
-            if trial not in done:
-                yield FollowedTrial(folder, trial, scratch)
+            yield FollowedTrial(folder, trial, scratch)
