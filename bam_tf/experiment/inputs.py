@@ -194,4 +194,3 @@ def _checked_encoder(config, path):
             f"max_seq_length {config.max_seq_length} exceeds the encoder's "
             f"position limit {encoder.position_limit} ({encoder.source}).")
     return encoder
-

@@ -70,9 +70,9 @@ def earlier_identity(folder, config, identity):
     if config.debug or path == config.pretrained_model:
         return saved
     if identity["encoder"] is not None and path and os.path.isdir(path):
-        # Imported here: the store is read without keras-hub and
-        # TensorFlow (reports; identity.py's features need them), and only
-        # such a folder needs them.
+        # Imported for such a folder only: keras-hub, and TensorFlow
+        # through identity.py, which reading the store (reports) must
+        # not load.
         from bam_tf.encoders.encoder import load_encoder
         from bam_tf.store.identity import encoder_fingerprint
         saved["encoder"] = encoder_fingerprint(

@@ -73,9 +73,8 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
     identity.json (once), config.json (the newest settings, with the
     folder's largest num_trials) and this start's line in runs.json.
     `identity` None checks the experiment alone (no data read).
-    `trials`:
-    the trial numbers this start runs (default `runtime`'s). Returns the
-    ModelDir.
+    `trials`: the trial numbers this start runs (default `runtime`'s).
+    Returns the ModelDir.
 
     Example:
 
