@@ -6,8 +6,8 @@ compares their model with one trained on one device.
     multi_worker_driver.py BAM_DIR GLUE_DIR INDEX PORTS [NAME] [options]
 
 Options: `overwrite` (train_and_evaluate's), `slow_chief` (the chief
-opens the folder five seconds late: the other worker, were it not held
-back, would read the folder before the chief has written it),
+opens the folder five seconds late: a worker reading the folder itself
+would read it before the chief has written it),
 `other_run` (another learning rate: a folder of the named run refuses
 it), `worker_dies` (the non-chief worker kills itself, SIGKILL, after
 step 6: a preempted machine), `two_trials`."""
