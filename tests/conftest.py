@@ -5,8 +5,12 @@ TensorFlow is imported once per session; two logical CPU devices are made
 can use MirroredStrategy.
 """
 
+import contextlib
 import os
 import random
+import socket
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -244,6 +248,24 @@ def distribute_config(bam_dir, glue_dir, name):
     return debug_config(bam_dir, glue_dir, name, ["rte", "sts"],
                         num_train_epochs=2, padding="max_length",
                         dropout_rate=0.0)
+
+
+@contextlib.contextmanager
+def claim_of_a_live_process(path):
+    """A claim file at `path` (a model folder's claims/trial_<k>.json)
+    held by a live process of this machine, a sleeper killed on exit;
+    yields the process."""
+    from bam_tf.io_utils import atomic_write_json
+    live = subprocess.Popen([sys.executable, "-c",
+                             "import time; time.sleep(300)"])
+    try:
+        atomic_write_json(path, {
+            "host": socket.gethostname(), "pid": live.pid, "started": None,
+            "claimed_at": 0.0, "heartbeat": 0.0})
+        yield live
+    finally:
+        live.kill()
+        live.wait()
 
 
 SIZES = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,

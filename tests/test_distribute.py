@@ -18,9 +18,9 @@ from bam_tf.config import ConfigError
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.experiment import run
-from bam_tf.io_utils import atomic_write_json
 from bam_tf.runtime import Runtime
 from bam_tf.store.model_dir import ModelDir
+from conftest import claim_of_a_live_process
 from conftest import distribute_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -221,16 +221,8 @@ def test_a_trial_held_elsewhere_is_skipped_by_every_worker(bam_dir,
     """Trial 1 is being run by another process: the chief skips it and
     trains trial 2, and so does the other worker, told by the chief."""
     folder = ModelDir(bam_dir, "held")
-    live = subprocess.Popen([sys.executable, "-c",
-                             "import time; time.sleep(300)"])
-    try:
-        atomic_write_json(folder.claim_path(1), {
-            "host": socket.gethostname(), "pid": live.pid, "started": None,
-            "claimed_at": 0.0, "heartbeat": 0.0})
+    with claim_of_a_live_process(folder.claim_path(1)):
         results = _two_workers(bam_dir, tiny_glue, "held", "two_trials")
-    finally:
-        live.kill()
-        live.wait()
     for i, (returncode, log) in enumerate(results):
         assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
         assert "trial 2: seed" in log and "trial 1: seed" not in log, i

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,11 +11,11 @@ import pytest
 
 from bam_tf.errors import RunError
 from bam_tf.experiment.run import train_and_evaluate
-from bam_tf.io_utils import atomic_write_json
 from bam_tf.store.opening import open_model_dir
 from bam_tf.store.outputs import read_predictions
 
 from conftest import REPO
+from conftest import claim_of_a_live_process
 from conftest import debug_config
 from conftest import tiny_backbone
 
@@ -270,19 +269,11 @@ def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,
                                                          tiny_glue):
     config = debug_config(tmp_path, tiny_glue, "busy", ["rte"])
     folder = open_model_dir(config)
-    live = subprocess.Popen([sys.executable, "-c",
-                             "import time; time.sleep(60)"])
-    try:
-        atomic_write_json(folder.claim_path(1), {
-            "host": socket.gethostname(), "pid": live.pid, "started": None,
-            "claimed_at": 0.0, "heartbeat": 0.0})
+    with claim_of_a_live_process(folder.claim_path(1)) as live:
         with pytest.raises(RunError, match=f"trial 1 is being run by host "
                            f".*, pid {live.pid}. Stop it first"):
             open_model_dir(config, overwrite=True)
         assert os.path.exists(folder.config_path)
-    finally:
-        live.kill()
-        live.wait()
     open_model_dir(config, overwrite=True)  # its process is gone
     assert not os.path.exists(folder.claim_path(1))
 
