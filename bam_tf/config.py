@@ -308,8 +308,8 @@ class RunConfig:
         # The encoder may be a handle (kaggle://, hf://): keras-hub reads it.
         for name in ("bam_dir", "glue_dir"):
             value = getattr(self, name)
-            check(not_local(value) is None,
-                  f"--{name}={value} {not_local(value)}.")
+            problem = not_local(value)
+            check(problem is None, f"--{name}={value} {problem}.")
         check(len(self.task_names) > 0, "task_names must name at least one task.")
         check(len(set(self.task_names)) == len(self.task_names),
               f"task_names has duplicates: {list(self.task_names)}.")

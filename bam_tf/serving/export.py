@@ -140,9 +140,9 @@ def check_export_dir(model_dir, export_dir, form):
     its reserved folders, or a non-empty folder that is not an earlier
     export of the same `form` ("saved_model", "keras_hub",
     "transformers"). Nothing is written before this passes."""
-    if not_local(export_dir):
-        raise ExportError(f"--export_dir={export_dir} "
-                          f"{not_local(export_dir)}.")
+    problem = not_local(export_dir)
+    if problem:
+        raise ExportError(f"--export_dir={export_dir} {problem}.")
     target = os.path.realpath(export_dir)
     model = os.path.realpath(model_dir)
     bam_dir = ModelDir.at(model).bam_dir

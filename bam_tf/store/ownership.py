@@ -37,8 +37,9 @@ def check_output_file(flag, path, inputs=()):
     """Refuses an output file `path` (given as `flag`) that is one of the
     command's `inputs` or lies in a folder bam-tf owns; returns a one-line
     reason, or None when it may be written."""
-    if not_local(path):
-        return f"{flag}={path} {not_local(path)}"
+    problem = not_local(path)
+    if problem:
+        return f"{flag}={path} {problem}"
     real = os.path.realpath(path)
     if any(real == os.path.realpath(p) for p in inputs if p):
         return f"{flag}={path} is also this command's input"
