@@ -197,37 +197,26 @@ def eval_dataset(task, task_id, features, batch_size, label_slots,
     empty padding examples, so that every batch splits into equal groups.
     """
     batching = batching or Batching("longest")
-    if batching.padding == "packed":
+    if batching.padding == "packed" or batching.bucket_lengths:
+        # Sorted by length, so that a batch holds examples of similar
+        # lengths: a few packed rows, or a short bucket.
         ds = example_dataset(
             task, task_id,
             features.select(np.argsort(features.lengths, kind="stable")),
             label_slots)
-        if batching.static or groups > 1:
+        if batching.padding == "packed" and (batching.static or groups > 1):
             ds = _filled_up(ds, len(features), batch_size)
         ds = ds.padded_batch(
             batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
-        layout = batching.packed_layout([features.lengths], [1.0],
-                                        batch_size, groups)
-        return ds.map(functools.partial(_pack, layout=layout)).prefetch(
-            tf.data.AUTOTUNE)
-    if batching.bucket_lengths:
-        ds = example_dataset(
-            task, task_id,
-            features.select(np.argsort(features.lengths, kind="stable")),
-            label_slots)
-        boundaries = tf.constant(sorted(batching.bucket_lengths), tf.int32)
-
-        def pad_to_bucket(batch):
-            length = tf.shape(batch["token_ids"])[1]
-            target = boundaries[tf.argmax(
-                tf.cast(boundaries >= length, tf.int32))]
-            target = tf.maximum(target, length)
-            return {key: (tf.pad(value, [[0, 0], [0, target - length]])
-                          if key in TOKEN_KEYS else value)
-                    for key, value in batch.items()}
-        ds = ds.padded_batch(
-            batch_size, padded_shapes=_padded_shapes(ds.element_spec, None))
-        return ds.map(pad_to_bucket).prefetch(tf.data.AUTOTUNE)
+        if batching.padding == "packed":
+            layout = batching.packed_layout([features.lengths], [1.0],
+                                            batch_size, groups)
+            ds = ds.map(functools.partial(_pack, layout=layout))
+        else:
+            ds = ds.map(functools.partial(
+                _pad_to_bucket, boundaries=tf.constant(
+                    sorted(batching.bucket_lengths), tf.int32)))
+        return ds.prefetch(tf.data.AUTOTUNE)
     ds = example_dataset(task, task_id, features, label_slots)
     static = batching.is_static
     if static:
@@ -238,6 +227,17 @@ def eval_dataset(task, task_id, features, batch_size, label_slots,
                                      batching.sequence_length),
         drop_remainder=static)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _pad_to_bucket(batch, boundaries):
+    """`batch`'s tokens padded to the smallest of `boundaries` that holds
+    its longest (or left at its length, when none does)."""
+    length = tf.shape(batch["token_ids"])[1]
+    target = boundaries[tf.argmax(tf.cast(boundaries >= length, tf.int32))]
+    target = tf.maximum(target, length)
+    return {key: (tf.pad(value, [[0, 0], [0, target - length]])
+                  if key in TOKEN_KEYS else value)
+            for key, value in batch.items()}
 
 
 def _filled_up(ds, size, batch_size):
