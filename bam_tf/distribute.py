@@ -101,21 +101,29 @@ def _from_chief(strategy, value=None):
 # How TensorFlow reports a worker it lost: its coordination service
 # lists the tasks that stopped sending heartbeats; its older health check
 # says one is down. (A chief lost takes the coordination service with it:
-# the others then learn only that their collective was aborted.)
+# the others then learn only that their collective was aborted.) A worker
+# started again before it was found lost comes back as another
+# "incarnation", which the service refuses: AbortedError, not
+# UnavailableError.
 _LOST_TASK = re.compile(
     r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)|"
     r"/job:(\w+)/replica:\d+/task:(\d+) is down")
-_COLLECTIVE_ABORTED = ("Collective ops is aborted", "unhealthy", "is down")
+_RESTARTED_TASK = re.compile(
+    r"/job:(\w+)/replica:\d+/task:(\d+) unexpectedly tried to connect "
+    "with a different incarnation")
+_COLLECTIVE_ABORTED = ("Collective ops is aborted",
+                       "tasks are unhealthy (stopped sending heartbeats)",
+                       "cluster check alive failed")
 
 
 @contextlib.contextmanager
 def worker_loss_named(strategy):
     """Under a multi-worker strategy, a worker that stops (killed,
-    preempted, failed) makes the collectives of every other raise
-    UnavailableError, a long trace; here it is a RunError that says so,
-    names the lost worker where TensorFlow does, and says how to resume.
-    Elsewhere, and for an UnavailableError of anything but the
-    collectives (a network file system, say), it does nothing.
+    preempted, failed) or is started again alone makes the collectives of
+    every other raise UnavailableError or AbortedError, a long trace; here
+    it is a RunError that says so, names the worker where TensorFlow does,
+    and says how to resume. Elsewhere, and for such an error of anything
+    but the collectives (a network file system, say), it does nothing.
 
     Example:
 
@@ -129,17 +137,33 @@ def worker_loss_named(strategy):
         return
     try:
         yield
-    except tf.errors.UnavailableError as e:
-        message = e.message or ""
-        if not any(mark in message for mark in _COLLECTIVE_ABORTED):
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+        line = _worker_loss(e.message or "")
+        if line is None:
             raise
-        lost = _LOST_TASK.search(message)
-        who = ("Worker {1} ({0}) of this run".format(
-            *[g for g in lost.groups() if g is not None]) if lost
-            else "Another worker of this run")
-        raise RunError(
-            f"{who} stopped (killed, preempted or failed: its log says "
+        raise RunError(line) from e
+
+
+def _worker_loss(message):
+    """The one line for a collective aborted with `message`, or None when
+    it is not about a worker of the run."""
+    if not any(mark in message for mark in _COLLECTIVE_ABORTED):
+        return None
+    restarted = _RESTARTED_TASK.search(message)
+    if restarted:
+        return (f"Worker {restarted.group(2)} ({restarted.group(1)}) of "
+                "this run was started again while the others were still "
+                "training with its earlier process; a cluster cannot take "
+                "a worker back in the middle of a run. Every finished trial "
+                "and the last checkpoint are kept: stop every worker of "
+                "this run, then start the same command on every worker "
+                "again to resume.")
+    lost = _LOST_TASK.search(message)
+    who = ("Worker {1} ({0}) of this run".format(
+        *[g for g in lost.groups() if g is not None]) if lost
+        else "Another worker of this run")
+    return (f"{who} stopped (killed, preempted or failed: its log says "
             "why), and this one cannot go on alone. Every finished trial "
             "and the last checkpoint are kept: once that worker's fault "
             "is dealt with, start the same command on every worker again "
-            "to resume.") from e
+            "to resume.")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bam_tf.config import ConfigError
+from bam_tf import distribute
 from bam_tf.distribute import get_strategy
 from bam_tf.distribute import is_chief
 from bam_tf.experiment import run
@@ -141,16 +142,20 @@ def _free_ports(n):
     return ports
 
 
+def _worker(bam_dir, glue_dir, index, ports, *args):
+    """Starts worker `index` of multi_worker_driver.py."""
+    return subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "multi_worker_driver.py"),
+         bam_dir, glue_dir, str(index), ports, *args],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def _two_workers(bam_dir, glue_dir, *args):
     """Runs both workers of multi_worker_driver.py; returns [(returncode,
     log)]."""
     ports = ",".join(str(p) for p in _free_ports(2))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    workers = [subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "multi_worker_driver.py"),
-         bam_dir, glue_dir, str(i), ports, *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
+    workers = [_worker(bam_dir, glue_dir, i, ports, *args) for i in range(2)]
     logs = []
     try:
         for worker in workers:
@@ -214,6 +219,66 @@ def test_a_lost_worker_is_named_and_the_run_resumes(bam_dir, tiny_glue):
         assert returncode == 0, f"worker {i}:\n{log[-3000:]}"
     assert "resumed at step 4 of 24" in results[0][1]
     _assert_same_run(bam_dir, "lost_worker")
+
+
+def test_a_worker_started_again_alone_is_named(bam_dir, tiny_glue):
+    # Worker 1 dies (SIGKILL) after step 6 and is started again at once,
+    # as a supervisor would: TensorFlow refuses its new process ("another
+    # incarnation") and the chief stops with one line naming it.
+    ports = ",".join(str(p) for p in _free_ports(2))
+    chief = _worker(bam_dir, tiny_glue, 0, ports, "restarted",
+                    "worker_dies")
+    dying = _worker(bam_dir, tiny_glue, 1, ports, "restarted",
+                    "worker_dies")
+    again = None
+    try:
+        assert dying.wait(timeout=300) == -9, dying.communicate()[0]
+        again = _worker(bam_dir, tiny_glue, 1, ports, "restarted")
+        chief_log = chief.communicate(timeout=300)[0]
+    finally:
+        for worker in (chief, dying, again):
+            if worker is not None:
+                worker.kill()
+                worker.communicate()
+    assert chief.returncode == 2, chief_log[-3000:]
+    assert "Traceback" not in chief_log, chief_log[-3000:]
+    # Started again before the chief's heartbeat check found it lost (as
+    # it is here, in seconds), it is named as restarted; found lost first,
+    # as stopped. Either way by its number, never a trace.
+    assert ("FATAL: Worker 1 (worker) of this run was started again"
+            in chief_log or "FATAL: Worker 1 (worker) of this run stopped"
+            in chief_log), chief_log[-3000:]
+    mdir = os.path.join(bam_dir, "models", "restarted")
+    assert not os.path.exists(os.path.join(mdir, "results.json"))
+    assert os.listdir(os.path.join(mdir, "claims")) == []  # free to resume
+    assert os.path.isdir(os.path.join(mdir, "checkpoints", "trial_1"))
+
+
+@pytest.mark.parametrize("message, line", [
+    # As TensorFlow words them: a restarted worker as a real run's log
+    # showed it; the other two from TensorFlow's own strings.
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1:"
+     " /job:worker/replica:0/task:1 unexpectedly tried to connect with a "
+     "different incarnation. It has likely restarted.\nThe error could be "
+     "from a previous operation. Restart your program to reset.",
+     "Worker 1 (worker) of this run was started again while the others"),
+    ("Collective ops is aborted by: cluster check alive failed, "
+     "/job:worker/replica:0/task:1 is down",
+     "Worker 1 (worker) of this run stopped"),
+    ("Collective ops is aborted by: The following tasks are unhealthy "
+     "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\n",
+     "Worker 1 (worker) of this run stopped"),
+    ("Collective ops is aborted by: Socket closed",
+     "Another worker of this run stopped"),
+    ("failed to connect to all addresses; the NFS server is down", None),
+])
+def test_how_a_worker_loss_is_told(message, line):
+    told = distribute._worker_loss(message)
+    if line is None:
+        assert told is None
+    else:
+        assert told.startswith(line) and "start the same command on every "\
+            "worker again to resume" in told
 
 
 def test_a_trial_held_elsewhere_is_skipped_by_every_worker(bam_dir,
