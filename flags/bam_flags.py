@@ -85,8 +85,10 @@ def define_flags(flag_values=flags.FLAGS):
         + "; ".join(f"{name}: " + ", ".join(
             f"{k}={v}" for k, v in PRESETS[name].items())
             for name in sorted(PRESETS)) + ".", **fv)
-    flags.DEFINE_boolean("overwrite", False,
-                         "Delete the model folder and start afresh.", **fv)
+    flags.DEFINE_boolean(
+        "overwrite", False,
+        "Delete the model folder and start afresh (born_again.py: every "
+        "folder of the recipe, each when its step trains).", **fv)
     # --trials alone may grow a folder (--trials=4 adds trial 4); beside
     # an explicit --num_trials it must stay within it.
     flags.register_multi_flags_validator(

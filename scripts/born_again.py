@@ -53,6 +53,12 @@ def main(argv):
         raise app.UsageError(
             "--model_name (the prefix), --task_names and --bam_dir are "
             "required.")
+    if FLAGS.overwrite and FLAGS.print_commands:
+        raise app.UsageError(
+            "--overwrite with --print_commands: the printed commands share "
+            "each folder, and one replacing it would delete what the "
+            "others trained; delete the recipe's folders under "
+            "BAM_DIR/models/ first.")
     if FLAGS.distill or FLAGS.teachers or FLAGS.preset:
         raise app.UsageError(
             "--distill, --teachers and --preset are chosen by the recipe.")
@@ -73,7 +79,7 @@ def main(argv):
         table = run_recipe(
             *args, debug=bool(FLAGS.debug), runtime=runtime,
             verbose=1 if sys.stdout.isatty() else 2,
-            poll_secs=FLAGS.wait_secs)
+            poll_secs=FLAGS.wait_secs, overwrite=FLAGS.overwrite)
     except BamError as e:
         sys.exit(f"error: {e}")
     print(f"\n{FLAGS.recipe}: dev scores, median over trials\n")

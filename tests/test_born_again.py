@@ -3,6 +3,7 @@ with teacher annealing, GLUE files, and a recipe that resumes."""
 
 import csv
 import json
+import logging
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ import tensorflow as tf
 from bam_tf.config import ConfigError
 from bam_tf.experiment import recipes
 from bam_tf.runtime import Runtime
+from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.opening import open_model_dir
 from bam_tf.store.outputs import read_predictions
 from conftest import debug_config
@@ -251,7 +253,8 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     process that may never come."""
     calls = []
 
-    def fake_train(config, strategy=None, verbose=0, runtime=None):
+    def fake_train(config, strategy=None, verbose=0, runtime=None,
+                   overwrite=False):
         trials = runtime.trial_numbers(config.num_trials)
         calls.append((config.model_name, trials))
         folder = open_model_dir(config, runtime=runtime)
@@ -263,6 +266,46 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     recipes.run_recipe("single_to_multi", "p", ["rte"], values, debug=True,
                        runtime=Runtime(trials=(2,)), poll_secs=0.01)
     assert calls == [("p-rte-single", [1, 2]), ("p-single-to-multi", [2])]
+
+
+def test_overwrite_replaces_every_folder_of_the_recipe_once(tmp_path,
+                                                            monkeypatch,
+                                                            caplog):
+    """born_again.py --overwrite: each folder replaced when its step
+    trains, teachers before the student that learns from them; and a
+    first run says its steps finished, not "finished earlier"."""
+    calls = []
+
+    def fake_train(config, strategy=None, verbose=0, runtime=None,
+                   overwrite=False):
+        calls.append((config.model_name, overwrite))
+        folder = open_model_dir(config, overwrite=overwrite, runtime=runtime)
+        # A student starts only once its teacher's folder holds the
+        # trial this command trained (call number len(calls) - 1).
+        for _, teacher in config.teachers:
+            assert ModelDir(config.bam_dir, teacher).read_results()[
+                "trials"][0]["avg"] == len(calls) - 1
+        folder.merge_results([{"trial": 1, "seed": 1, "avg": len(calls),
+                               "metrics": {n: {"score": 1.0}
+                                           for n in config.task_names}}])
+    monkeypatch.setattr(recipes, "train_and_evaluate", fake_train)
+    values = {"bam_dir": str(tmp_path)}
+    steps = ["o-rte-single", "o-single-to-multi"]
+    with caplog.at_level(logging.INFO):
+        recipes.run_recipe("single_to_multi", "o", ["rte"], values,
+                           debug=True, poll_secs=0.01)
+    assert calls == [(name, False) for name in steps]
+    assert "earlier" not in caplog.text
+    assert "o-rte-single: finished." in caplog.text
+    recipes.run_recipe("single_to_multi", "o", ["rte"], values,
+                       debug=True, poll_secs=0.01, overwrite=True)
+    assert calls[2:] == [(name, True) for name in steps]
+    # Replaced: each folder holds the second command's trial alone (a
+    # folder kept would still hold calls 1 and 2).
+    assert [ModelDir(str(tmp_path), name).read_results()["trials"]
+            for name in steps] == [
+        [{"trial": 1, "seed": 1, "avg": avg, "metrics": {"rte": {
+            "score": 1.0}}}] for avg in (3, 4)]
 
 
 def test_table_averages_the_teachers_as_the_models_average():

@@ -129,9 +129,12 @@ def _needed_teacher_trials(configs):
     return needed
 
 
-def _teachers_ready(config):
-    """Whether every teacher trial `config` learns from is finished."""
+def _teachers_ready(config, stale=()):
+    """Whether every teacher trial `config` learns from is finished (in a
+    teacher folder not yet replaced, one of `stale`, none is)."""
     for _, teacher in config.teachers:
+        if teacher in stale:
+            return False
         folder = ModelDir(config.bam_dir, teacher)
         if not set(config.teacher_trials) <= folder.finished_trials():
             return False
@@ -139,7 +142,8 @@ def _teachers_ready(config):
 
 
 def run_recipe(recipe, prefix, task_names, values, debug=False,
-               strategy=None, verbose=2, runtime=None, poll_secs=30.0):
+               strategy=None, verbose=2, runtime=None, poll_secs=30.0,
+               overwrite=False):
     """Runs every missing step of a recipe; returns the comparison table.
 
     Steps run in order. A step whose remaining trials are all held by
@@ -149,7 +153,10 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     and a teacher trial whose process died is taken over.
 
     Args: as `recipe_configs`, and the strategy, verbosity and `Runtime`
-        of `train_and_evaluate`.
+        of `train_and_evaluate`. `overwrite`: the recipe afresh: each of
+        its model folders is replaced (`train_and_evaluate`'s `overwrite`)
+        when its step trains, once, and a student waits for its teachers
+        trained anew, never learning from the replaced ones.
 
     Example:
 
@@ -167,23 +174,30 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     strategy = strategy or get_strategy(runtime.strategy, runtime.tpu)
     needed = _needed_teacher_trials(configs)
     pending = list(configs)
+    # With `overwrite`, what a folder holds counts only once this process
+    # has replaced it.
+    stale = {c.model_name for c in configs} if overwrite else set()
+    trained = set()
     waited = False
     while pending:
         progressed = False
         for config in list(pending):
             extra = needed.get(config.model_name, set())
-            left = trials_left(config, runtime, extra)
+            left = (set(runtime.trial_numbers(config.num_trials)) | extra
+                    if config.model_name in stale
+                    else trials_left(config, runtime, extra))
             if not left:
                 logging.info("%s: finished%s.", config.model_name,
-                             "" if waited else " earlier; skipped")
+                             "" if waited or config.model_name in trained
+                             else " earlier; skipped")
                 pending.remove(config)
                 progressed = True
                 continue
-            if not _teachers_ready(config):
+            if not _teachers_ready(config, stale):
                 continue
             held = ModelDir.of(config).live_claims(
                 runtime.claim_timeout_secs)
-            if left <= set(held):
+            if left <= set(held) and config.model_name not in stale:
                 continue  # other processes are on it
             logging.info("%s: training (%s).", config.model_name,
                          ",".join(config.task_names))
@@ -192,7 +206,10 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                 dataclasses.replace(runtime, trials=tuple(sorted(
                     asked | extra))))
             train_and_evaluate(config, strategy, verbose=verbose,
-                               runtime=step_runtime)
+                               runtime=step_runtime,
+                               overwrite=config.model_name in stale)
+            stale.discard(config.model_name)
+            trained.add(config.model_name)
             progressed = True
         if pending and not progressed:
             if not waited:
