@@ -62,7 +62,9 @@ def os_fault_message(error):
     if number not in _OS_FAULTS:
         return None
     what, todo = _OS_FAULTS[number]
-    where = getattr(error, "filename", None) if isinstance(
-        error, OSError) else None
-    where = where or text
-    return f"{where}: {what}; {todo}."
+    if isinstance(error, OSError):
+        # Without a file, its text would only repeat `what`.
+        where = error.filename
+    else:
+        where = text  # TensorFlow's names the file
+    return f"{where}: {what}; {todo}." if where else f"{what}; {todo}."

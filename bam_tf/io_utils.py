@@ -56,12 +56,15 @@ def _umask():
 @contextlib.contextmanager
 def atomic_open(path, mode="w", encoding="utf-8"):
     """Writes to a temporary file beside `path`, renamed over it on success;
-    on failure the old file (if any) is left as it was."""
+    on failure the old file (if any) is left as it was. A fault of the
+    write (a full disk, a read-only folder) names `path`, not the
+    temporary file nor nothing."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    prefix = f".{os.path.basename(path)}."
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
             # mkstemp makes the file private (0600) whatever the umask;
@@ -72,9 +75,16 @@ def atomic_open(path, mode="w", encoding="utf-8"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        # A write names no file; mkstemp and the rename name the
+        # temporary one, which is gone.
+        if isinstance(e, OSError) and e.errno is not None and (
+                e.filename is None
+                or os.path.basename(str(e.filename)).startswith(prefix)):
+            raise OSError(e.errno, e.strerror, path) from e
         raise
 
 

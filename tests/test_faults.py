@@ -16,6 +16,8 @@ import pytest
 import tensorflow as tf
 
 from bam_tf.errors import os_fault_message
+from bam_tf.io_utils import atomic_open
+from bam_tf.io_utils import atomic_write_json
 
 from conftest import REPO
 
@@ -62,6 +64,11 @@ def test_fault_messages_by_hand():
     assert os_fault_message(full) == (
         "/b/ckpt-4_temp/part-0; No space left on device [Op:SaveV2]: no "
         "space left on the device; free some space and run the same "
+        "command again: it resumes from the last checkpoint.")
+    # A write names no file: the message does not repeat strerror.
+    assert os_fault_message(OSError(errno.ENOSPC, "No space left on "
+                                    "device")) == (
+        "no space left on the device; free some space and run the same "
         "command again: it resumes from the last checkpoint.")
     assert os_fault_message(ValueError("bad")) is None
     assert os_fault_message(OSError(errno.ENOENT, "missing", "f")) is None
@@ -150,6 +157,27 @@ def test_a_read_only_file_system_is_named(mount, tiny_glue):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {where}/bam") and last.endswith(
         ": read-only file system; pass a folder on a writable file system.")
+
+
+def test_a_refused_write_names_the_file_not_its_temporary_copy(mount):
+    where = mount("1m")
+    (where / "comparisons").mkdir()
+    path = str(where / "comparisons" / "bam.json")
+    atomic_write_json(path, {"kept": 1})
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+    with pytest.raises(OSError) as refused:  # mkstemp names its file
+        atomic_write_json(path, {"kept": 2})
+    assert os_fault_message(refused.value) == (
+        f"{path}: read-only file system; pass a folder on a writable file "
+        "system.")
+    subprocess.run(["mount", "-o", "remount,rw", str(where)], check=True)
+    with pytest.raises(OSError) as full:  # a write names none
+        with atomic_open(path) as f:
+            f.write("{")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert full.value.filename == path and full.value.errno == errno.ENOSPC
+    assert json.load(open(path)) == {"kept": 1}
+    assert os.listdir(where / "comparisons") == ["bam.json"]
 
 
 def test_a_full_disk_is_named_keeps_what_was_written_and_resumes(
