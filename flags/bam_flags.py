@@ -8,8 +8,10 @@ import dataclasses
 import importlib.util
 import os
 import shlex
+import traceback
 import typing
 
+from absl import app
 from absl import flags
 
 from bam_tf.config import PRESETS
@@ -173,7 +175,9 @@ def define_task_modules_flag(flag_values=flags.FLAGS):
 
 
 def import_task_modules(paths):
-    """Runs each file once, so that its register_task calls take effect."""
+    """Runs each file once, so that its register_task calls take effect.
+    An error in a file (a typo, a `Task` that does not validate) is a
+    usage error naming the file and its line."""
     for path in paths:
         if not os.path.isfile(path):
             raise flags.ValidationError(f"--task_modules: no file {path}")
@@ -181,7 +185,23 @@ def import_task_modules(paths):
             os.path.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001 (the user's own code)
+            raise app.UsageError(
+                f"--task_modules: {_where_it_failed(path, e)}: "
+                f"{type(e).__name__}: "
+                f"{e.msg if isinstance(e, SyntaxError) else e}") from None
+
+
+def _where_it_failed(path, error):
+    """"path, line N": the last line of `path` that `error` went through
+    (for a SyntaxError, its own line)."""
+    line = error.lineno if isinstance(error, SyntaxError) else None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if os.path.abspath(frame.filename) == os.path.abspath(path):
+            line = frame.lineno
+    return f"{path}, line {line}" if line else path
 
 
 def config_values(flag_values=None, presets=()):

@@ -263,6 +263,24 @@ def test_a_users_task_module_on_the_command_line(tmp_path):
     assert f"--task_modules: no file {tmp_path / 'nope.py'}" in (
         missing.stderr)
     assert "Traceback" not in missing.stderr
+    # An error in the module names its file and line: a metric misspelled
+    # (it failed after the first epoch, in scoring), a syntax error.
+    text = module.read_text()
+    for broken, line, error in [
+            (text.replace("'f1'", "'acc'"), 2,
+             "ValueError: Task 'reviews': metrics must name one or more of "
+             "accuracy, f1, mcc, pearson, spearman; 'acc' is not one."),
+            (text.replace("name='reviews',", "name='reviews'"), 3,
+             "SyntaxError: ")]:
+        module.write_text(broken)
+        refused = _script("report.py", f"--bam_dir={bam}",
+                          "--model_names=reviews-model",
+                          f"--task_modules={module}")
+        assert refused.returncode == 1, refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert refused.stderr.startswith(
+            f"error: --task_modules: {module}, line {line}: {error}"), (
+            refused.stderr[-2000:])
 
 
 def test_overwrite_is_refused_while_a_trial_is_being_run(tmp_path,

@@ -3,6 +3,8 @@
 import dataclasses
 from typing import NamedTuple, Optional
 
+from bam_tf.tasks.scoring import METRICS
+
 
 class HeadSpec(NamedTuple):
     """What a task's head needs to know of it: the model's view of a task.
@@ -109,6 +111,13 @@ class Task:
             if split not in self.splits:
                 raise ValueError(
                     f"Task {self.name!r}: split {split!r} is not declared.")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if not self.metrics or unknown:
+            raise ValueError(
+                f"Task {self.name!r}: metrics must name one or more of "
+                f"{', '.join(METRICS)}"
+                + (f"; {', '.join(map(repr, unknown))} is not one."
+                   if unknown else "."))
         for split in self.dev_splits + ("train",):
             if self.splits[split].label is None:
                 raise ValueError(
