@@ -47,6 +47,20 @@ def test_ids_labels_and_doubling_from_tfds():
     assert sts.text_a[2] == sts.text_b[0]
 
 
+def test_data_not_prepared_is_an_error_not_a_download(tmp_path,
+                                                      monkeypatch):
+    # bam-tf downloads nothing at run time (README, "Data").
+    tried = []
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda self, *args, **kwargs: tried.append(self))
+    with pytest.raises(DataError, match=(
+            f"TFDS glue/rte:validation could not be loaded for task 'rte' "
+            f"from {tmp_path} .*could not find data.*tfds build glue/rte")):
+        load_split(get_task("rte"), "dev", data_source="tfds",
+                   tfds_data_dir=str(tmp_path))
+    assert not tried
+
+
 def test_repeated_ids_and_bad_labels_are_errors():
     with tfds.testing.mock_data(as_dataset_fn=_fake_glue([0, 0], [0, 1])):
         with pytest.raises(DataError, match="idx 0 occurs more than once"):

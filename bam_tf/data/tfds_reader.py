@@ -28,14 +28,20 @@ def read_tfds_split(task, split, data_dir=None):
 
     builder, tfds_split = tfds_source(task, split)
     try:
+        # Never a download at run time (README, "Data"): prepared data
+        # only, or this error.
         dataset = tfds.load(builder, split=tfds_split, data_dir=data_dir,
-                            shuffle_files=False)
-    except Exception as e:  # no network, no prepared data, ...
+                            shuffle_files=False, download=False)
+    except Exception as e:  # not prepared, a damaged folder, ...
+        first = (str(e).strip().splitlines() or [""])[0]
+        where = data_dir or "TFDS's data folder"
         raise DataError(
             f"TFDS {builder}:{tfds_split} could not be loaded for task "
-            f"{task.name!r} ({type(e).__name__}: {e}). Prepare it with "
-            "`tfds build` where downloads work, or use the TSV files "
-            "(--data_source=tsv).") from e
+            f"{task.name!r} from {where} "
+            f"({type(e).__name__}: {first}). Prepare it with "
+            f"`tfds build {builder}` where downloads work, into "
+            "$TFDS_DATA_DIR or ~/tensorflow_datasets here, or use the TSV "
+            "files (--data_source=tsv).") from e
     keys = task.tfds_text_keys
     rows = list(tfds.as_numpy(dataset))
     if not rows:
