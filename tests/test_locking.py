@@ -236,3 +236,27 @@ def test_a_follower_takes_the_trials_it_is_given_and_writes_nothing(
     assert len(scratches) == 1 and not os.path.exists(scratches.pop())
     assert sorted(os.listdir(folder.path)) == before
     assert folder.finished_trials() == {2}
+
+
+@pytest.mark.parametrize("finishes", [True, False])
+def test_trials_held_elsewhere_are_told_only_if_still_unfinished(
+        tmp_path, caplog, finishes):
+    """Trial 1 is another live process's: this one skips it and trains
+    trial 2. The closing warning names trial 1 only if it is still not in
+    results.json by then (it said so of a trial finished seconds before)."""
+    from bam_tf.store.model_dir import ModelDir
+    from conftest import claim_of_a_live_process
+    folder = ModelDir(str(tmp_path), "m")
+    record = lambda t: {"trial": t, "seed": t, "avg": 1.0,
+                        "metrics": {"rte": {"score": 1.0}}}
+    os.makedirs(os.path.dirname(folder.claim_path(1)))
+    with claim_of_a_live_process(folder.claim_path(1)):
+        with caplog.at_level("INFO"):
+            for hold in folder.claim_trials([1, 2], 600.0, 30.0):
+                with hold:
+                    assert hold.trial == 2
+                    if finishes:  # the other process, meanwhile
+                        folder.merge_results([record(1)])
+                    hold.commit(record(2))
+    assert "trial 1 is being run by host" in caplog.text
+    assert ("trials [1] are still being run" in caplog.text) != finishes

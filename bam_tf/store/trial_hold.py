@@ -121,11 +121,12 @@ def claim_trials(folder, trials, claim_timeout_secs, heartbeat_secs,
                          held[trial].get("pid"))
             continue
         yield TrialHold(folder, trial, claim, heartbeat_secs)
+    # Those skipped may have finished while this process trained its own.
+    held = sorted(set(held) - folder.finished_trials())
     if held:
         logging.warning(
             "%s: trials %s are still being run by other processes; "
-            "results.json gets them when they finish.", folder.path,
-            sorted(held))
+            "results.json gets them when they finish.", folder.path, held)
 
 
 class FollowedTrial:
