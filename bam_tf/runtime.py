@@ -19,6 +19,7 @@ class Runtime:
     its declaration's (`--help` shows it).
 
     Example:
+    >>> from bam_tf.config import RunConfig
     >>> Runtime(strategy="mirrored", micro_batch_size=8).micro_batches(
     ...     RunConfig(model_name="m", bam_dir="/tmp", task_names=("rte",),
     ...               debug=True), replicas=2)

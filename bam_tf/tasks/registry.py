@@ -14,6 +14,7 @@ def register_task(task, overwrite=False):
     (README, "Your own task"). Returns the task.
 
     Example:
+    >>> from bam_tf.tasks.task import SplitFormat, Task
     >>> reviews = register_task(Task(
     ...     name="reviews_example", folders=("reviews",),
     ...     splits={"train": SplitFormat("train.tsv", 2, text_a=0, label=1),
