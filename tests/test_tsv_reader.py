@@ -51,7 +51,8 @@ def test_lower_case_folder_bom_and_quotes(tmp_path):
     (HEADER + b"0\ta\tb\tentailment\n1\t\xff\xfe\tb\tentailment\n",
      r"train.tsv, line 3: not valid UTF-8"),
     (HEADER + b"0\ta\tb\tentailment\n\n",
-     r"train.tsv, line 3: expected 4 tab-separated fields, found 1"),
+     r"train.tsv, line 3: an empty line; expected 4 tab-separated "
+     r"fields \(remove the line\)"),
 ])
 def test_bad_rows_name_file_line_and_expectation(tmp_path, content, message):
     _write(f"{tmp_path}/RTE", "train.tsv", content)
@@ -71,6 +72,14 @@ def test_regression_label_out_of_range(tmp_path):
 def test_missing_folder_and_file(tmp_path):
     with pytest.raises(DataError, match="no folder RTE or rte under"):
         load_split(RTE, "train", str(tmp_path))
+    with pytest.raises(DataError, match=f"{tmp_path}/nope: no such folder; "
+                       "--glue_dir is the folder that holds the task "
+                       r"folders \(RTE or rte for 'rte'\)"):
+        load_split(RTE, "train", str(tmp_path / "nope"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=f"{tmp_path}/file: a file, not "
+                       "a folder; --glue_dir"):
+        load_split(RTE, "train", str(tmp_path / "file"))
     os.makedirs(f"{tmp_path}/RTE")
     with pytest.raises(DataError, match=r"RTE/dev.tsv: file not found"):
         load_split(RTE, "dev", str(tmp_path))

@@ -21,6 +21,13 @@ def find_task_folder(task, glue_dir, folder=None):
         path = os.path.join(glue_dir, name)
         if os.path.isdir(path):
             return path
+    if not os.path.isdir(glue_dir):
+        raise DataError(
+            f"{glue_dir}: " + ("a file, not a folder"
+                               if os.path.exists(glue_dir)
+                               else "no such folder") +
+            "; --glue_dir is the folder that holds the task folders "
+            f"({' or '.join(candidates)} for {task.name!r}).")
     raise DataError(
         f"Task {task.name!r}: no folder {' or '.join(candidates)} under "
         f"{glue_dir!r}.")
@@ -68,6 +75,11 @@ def read_tsv_split(task, split, glue_dir):
                 f"{path}, line {line_no}: not valid UTF-8 ({e.reason} at "
                 f"byte {e.start}); GLUE files are UTF-8.") from None
         fields = text.rstrip("\r").split("\t")
+        if fields == [""] and fmt.num_fields > 1:
+            raise DataError(
+                f"{path}, line {line_no}: an empty line; expected "
+                f"{fmt.num_fields} tab-separated fields (remove the "
+                "line).")
         if len(fields) != fmt.num_fields:
             raise DataError(
                 f"{path}, line {line_no}: expected {fmt.num_fields} "
