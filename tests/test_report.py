@@ -89,6 +89,17 @@ def test_report_skips_comparisons_with_a_single_trial(tiny_glue, tmp_path):
     data = report.build_report(str(tmp_path), ["once", "thrice"])
     assert data["comparisons"] == []
     assert data["models"]["once"]["n_trials"] == 1
+    # A misspelled name lists the models there are; a model with no
+    # finished trial says so.
+    with pytest.raises(report.ReportError, match=(
+            f"{tmp_path}/models/thrize: no such model folder; the models "
+            f"under {tmp_path}/models are once, thrice.")):
+        report.build_report(str(tmp_path), ["once", "thrize"])
+    os.makedirs(os.path.join(tmp_path, "models", "started"))
+    with pytest.raises(report.ReportError, match=(
+            r"started/results.json: no results file \(no trial of the "
+            r"model has finished\)")):
+        report.build_report(str(tmp_path), ["started"])
 
 
 def test_named_comparisons_test_only_those_pairs(tiny_glue, tmp_path):

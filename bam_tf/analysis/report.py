@@ -17,6 +17,7 @@ from bam_tf.analysis.statistics import summarize
 from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
 from bam_tf.errors import BamError
+from bam_tf.store.bam_dir import models_dir
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.outputs import read_predictions
 from bam_tf.store.outputs import text_hashes
@@ -29,6 +30,13 @@ class ReportError(BamError):
     pass
 
 
+def _listed(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def _trials(bam_dir, name):
     """The folder's finished trials, each one's metrics in the order of
     the run's `task_names`: results.json is written with sorted keys,
@@ -36,8 +44,17 @@ def _trials(bam_dir, name):
     them. A folder without config.json (results copied on their own)
     keeps the file's order."""
     folder = ModelDir(bam_dir, name)
+    if not folder.exists():
+        there = sorted(n for n in _listed(models_dir(bam_dir))
+                       if os.path.isdir(os.path.join(models_dir(bam_dir), n)))
+        raise ReportError(
+            f"{folder.path}: no such model folder; "
+            + (f"the models under {models_dir(bam_dir)} are "
+               f"{', '.join(there)}." if there
+               else f"{models_dir(bam_dir)} holds no model."))
     if not os.path.exists(folder.results_path):
-        raise ReportError(f"{folder.results_path}: no results file.")
+        raise ReportError(f"{folder.results_path}: no results file (no "
+                          "trial of the model has finished).")
     trials = folder.read_results()["trials"]
     if not trials:
         raise ReportError(f"{folder.results_path}: no finished trials.")
