@@ -111,7 +111,8 @@ def test_corrupt_teacher_file(tiny_glue, tmp_path):
     with open(path, "r+b") as f:
         f.truncate(100)
     with pytest.raises(TeacherError, match=f"{path}: unreadable predictions "
-                       "file"):
+                       "file.*: restore it from a copy, or train its model "
+                       r"again \(its command with --overwrite\)"):
         teacher_targets(str(tmp_path), "teach", RTE, examples)
 
 

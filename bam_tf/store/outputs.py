@@ -66,7 +66,9 @@ def read_predictions(path):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise OutputFileError(
             f"{path}: unreadable predictions file ({type(e).__name__}: "
-            f"{e}); it may be truncated or corrupt.") from None
+            f"{e}); it may be truncated or corrupt: restore it from a "
+            "copy, or train its model again (its command with "
+            "--overwrite).") from None
     required = {"eid", "task", "label_list", "num_examples", "text_hash"}
     missing = required - set(arrays)
     if missing or not ({"logits", "predictions"} & set(arrays)):
