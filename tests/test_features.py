@@ -2,10 +2,8 @@ import glob
 import random
 
 import numpy as np
-import pytest
 
 from bam_tf.data.examples import Examples
-from bam_tf.data.features import FeatureCacheError
 from bam_tf.data.features import Featurizer
 from bam_tf.data.features import cached_features
 
@@ -104,13 +102,20 @@ def test_cache_is_reused_and_keyed_by_vocabulary(tiny_tokenizer, tmp_path,
     assert len(glob.glob(f"{tmp_path}/rte_train_*.npz")) == 3
 
 
-def test_damaged_cache_file_is_an_error(tiny_tokenizer, tmp_path):
+def test_a_damaged_cache_file_is_rebuilt(tiny_tokenizer, tmp_path, caplog):
     examples = _examples([("the cat", "a dog")])
-    cached_features(Featurizer(tiny_tokenizer, 16), examples, str(tmp_path))
+    first = cached_features(Featurizer(tiny_tokenizer, 16), examples,
+                            str(tmp_path))
     [path] = glob.glob(f"{tmp_path}/rte_train_*.npz")
     with open(path, "r+b") as f:
         f.truncate(40)
-    with pytest.raises(FeatureCacheError, match=f"{path}: damaged feature "
-                       "cache file"):
-        cached_features(Featurizer(tiny_tokenizer, 16), examples,
-                        str(tmp_path))
+    with caplog.at_level("WARNING"):
+        again = cached_features(Featurizer(tiny_tokenizer, 16), examples,
+                                str(tmp_path))
+    assert f"{path}: damaged feature cache file" in caplog.text
+    assert "rebuilding it" in caplog.text
+    np.testing.assert_array_equal(again.token_ids, first.token_ids)
+    # Rebuilt on disk: the next run reads it without a word.
+    caplog.clear()
+    cached_features(Featurizer(tiny_tokenizer, 16), examples, str(tmp_path))
+    assert "damaged" not in caplog.text

@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from bam_tf.data.preprocessor import BamPreprocessor
 from bam_tf.errors import BamError
@@ -164,7 +165,8 @@ def cached_features(featurizer, examples, cache_dir=None):
 
     The cache key hashes the examples' texts, ids and labels and the
     tokenizer's vocabulary and settings, so stale features are never used.
-    A damaged cache file is an error naming it (delete it to rebuild).
+    A damaged cache file is rebuilt, with a warning naming it: it holds
+    nothing the examples do not.
     """
     if cache_dir is None:
         return featurizer.featurize(examples)
@@ -174,7 +176,10 @@ def cached_features(featurizer, examples, cache_dir=None):
     path = os.path.join(
         cache_dir, f"{examples.task}_{examples.split}_{key}.npz")
     if os.path.exists(path):
-        return _load_features(path, examples)
+        try:
+            return _load_features(path, examples)
+        except FeatureCacheError as e:
+            logging.warning("%s; rebuilding it.", e)
     features = featurizer.featurize(examples)
     os.makedirs(cache_dir, exist_ok=True)
     atomic_save_npz(path, token_ids=features.token_ids,
@@ -193,14 +198,14 @@ def _load_features(path, examples):
     except (OSError, ValueError, EOFError, KeyError,
             zipfile.BadZipFile) as e:
         raise FeatureCacheError(
-            f"{path}: damaged feature cache file ({type(e).__name__}: {e}); "
-            "delete it and run again to rebuild it.") from None
+            f"{path}: damaged feature cache file ({type(e).__name__}: "
+            f"{e})") from None
     total = int(arrays["lengths"].sum()) if len(arrays["lengths"]) else 0
     if (not np.array_equal(arrays["eids"], examples.eids)
             or len(arrays["token_ids"]) != total
             or len(arrays["segment_ids"]) != total):
         raise FeatureCacheError(
             f"{path}: the feature cache file does not match its examples "
-            "(damaged or edited); delete it and run again to rebuild it.")
+            "(damaged or edited)")
     return Features(task=examples.task, split=examples.split,
                     labels=examples.labels, **arrays)
