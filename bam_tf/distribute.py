@@ -139,7 +139,9 @@ def worker_loss_named(strategy):
         yield
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
         line = _worker_loss(e.message or "")
-        if line is None:
+        # Aborted for another cause than a restarted worker: as it is.
+        if line is None or isinstance(e, tf.errors.AbortedError) and (
+                not _RESTARTED_TASK.search(e.message or "")):
             raise
         raise RunError(line) from e
 

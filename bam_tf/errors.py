@@ -2,9 +2,11 @@
 file, not a bug. Scripts print its message (which names the file, line or
 flag and the way out) without a stack trace.
 
-A leaf module: it imports nothing, so a script can catch `BamError` without
-loading TensorFlow.
+A leaf module: it imports nothing but the standard library, so a script
+can catch `BamError` without loading TensorFlow.
 """
+
+import os
 
 
 class BamError(ValueError):
@@ -62,9 +64,10 @@ def os_fault_message(error):
     if number not in _OS_FAULTS:
         return None
     what, todo = _OS_FAULTS[number]
-    if isinstance(error, OSError):
-        # Without a file, its text would only repeat `what`.
-        where = error.filename
-    else:
-        where = text  # TensorFlow's names the file
+    where = getattr(error, "filename", None) if isinstance(
+        error, OSError) else None
+    # Without a file, the text may still name one (h5py's does); when it
+    # is only "[Errno 28] No space left on device", it would repeat `what`.
+    if not where and text != f"[Errno {number}] {os.strerror(number)}":
+        where = text
     return f"{where}: {what}; {todo}." if where else f"{what}; {todo}."

@@ -3,6 +3,7 @@ permissions a plain `open` would give it (0644 under umask 022), so that a
 team sharing a BAM_DIR can read each other's runs."""
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -53,6 +54,10 @@ def _umask():
     return mask
 
 
+# What a write alone raises without naming its file.
+_WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="w", encoding="utf-8"):
     """Writes to a temporary file beside `path`, renamed over it on success;
@@ -61,17 +66,19 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     temporary file nor nothing."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    prefix = f".{os.path.basename(path)}."
-    tmp = None
+    tmp, in_block = None, False
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
             # mkstemp makes the file private (0600) whatever the umask;
             # a filesystem that refuses chmod keeps its own modes.
             with contextlib.suppress(OSError):
                 os.fchmod(f.fileno(), 0o666 & ~_umask())
+            in_block = True
             yield f
+            in_block = False
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,11 +86,12 @@ def atomic_open(path, mode="w", encoding="utf-8"):
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        # A write names no file; mkstemp and the rename name the
-        # temporary one, which is gone.
+        # mkstemp, the flush, the close and the rename name the temporary
+        # file or none; in the caller's block only a write fault is
+        # surely this file's (it may read others there).
         if isinstance(e, OSError) and e.errno is not None and (
-                e.filename is None
-                or os.path.basename(str(e.filename)).startswith(prefix)):
+                not in_block or (e.errno in _WRITE_FAULTS
+                                 and e.filename is None)):
             raise OSError(e.errno, e.strerror, path) from e
         raise
 

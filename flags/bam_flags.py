@@ -90,7 +90,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_boolean(
         "overwrite", False,
         "Delete the model folder and start afresh (born_again.py: every "
-        "folder of the recipe, each when its step trains).", **fv)
+        "folder of the recipe, before its first step).", **fv)
     # --trials alone may grow a folder (--trials=4 adds trial 4); beside
     # an explicit --num_trials it must stay within it.
     flags.register_multi_flags_validator(
@@ -187,21 +187,30 @@ def import_task_modules(paths):
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001 (the user's own code)
+        except Exception as e:  # noqa: BLE001 (sorted below)
+            where = _where_it_failed(path, e)
+            if where is None:
+                raise  # not the file's fault: bam-tf's, or the install's
+            text = e.msg if isinstance(e, SyntaxError) else str(e)
             raise app.UsageError(
-                f"--task_modules: {_where_it_failed(path, e)}: "
-                f"{type(e).__name__}: "
-                f"{e.msg if isinstance(e, SyntaxError) else e}") from None
+                f"--task_modules: {where}: {type(e).__name__}: "
+                f"{(text.strip().splitlines() or [''])[0]}") from None
 
 
 def _where_it_failed(path, error):
-    """"path, line N": the last line of `path` that `error` went through
-    (for a SyntaxError, its own line)."""
-    line = error.lineno if isinstance(error, SyntaxError) else None
-    for frame in traceback.extract_tb(error.__traceback__):
-        if os.path.abspath(frame.filename) == os.path.abspath(path):
-            line = frame.lineno
-    return f"{path}, line {line}" if line else path
+    """"file, line N" of the user's code where `error` arose: a syntax
+    error's own place; for a ValueError (a `Task` that does not
+    validate), the last line of `path` it went through; for any other
+    error, only if it was raised in `path` itself. None otherwise."""
+    if isinstance(error, SyntaxError):
+        return f"{error.filename or path}, line {error.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    mine = [f for f in frames
+            if os.path.abspath(f.filename) == os.path.abspath(path)]
+    if not mine or not (isinstance(error, ValueError)
+                        or frames[-1] is mine[-1]):
+        return None
+    return f"{path}, line {mine[-1].lineno}"
 
 
 def config_values(flag_values=None, presets=()):

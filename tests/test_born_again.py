@@ -11,11 +11,13 @@ import pytest
 import tensorflow as tf
 
 from bam_tf.config import ConfigError
+from bam_tf.errors import RunError
 from bam_tf.experiment import recipes
 from bam_tf.runtime import Runtime
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.opening import open_model_dir
 from bam_tf.store.outputs import read_predictions
+from conftest import claim_of_a_live_process
 from conftest import debug_config
 
 TASKS = ["rte", "sts"]
@@ -253,8 +255,7 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     process that may never come."""
     calls = []
 
-    def fake_train(config, strategy=None, verbose=0, runtime=None,
-                   overwrite=False):
+    def fake_train(config, strategy=None, verbose=0, runtime=None):
         trials = runtime.trial_numbers(config.num_trials)
         calls.append((config.model_name, trials))
         folder = open_model_dir(config, runtime=runtime)
@@ -268,18 +269,17 @@ def test_a_process_asked_for_some_trials_also_takes_the_teacher_trials(
     assert calls == [("p-rte-single", [1, 2]), ("p-single-to-multi", [2])]
 
 
-def test_overwrite_replaces_every_folder_of_the_recipe_once(tmp_path,
-                                                            monkeypatch,
-                                                            caplog):
-    """born_again.py --overwrite: each folder replaced when its step
-    trains, teachers before the student that learns from them; and a
-    first run says its steps finished, not "finished earlier"."""
+def test_overwrite_replaces_every_folder_of_the_recipe(tmp_path,
+                                                      monkeypatch, caplog):
+    """born_again.py --overwrite: every folder of the recipe deleted
+    before the first step (none while a live process holds a trial of
+    one), a student of another recipe named; and a first run says its
+    steps finished, not "finished earlier"."""
     calls = []
 
-    def fake_train(config, strategy=None, verbose=0, runtime=None,
-                   overwrite=False):
-        calls.append((config.model_name, overwrite))
-        folder = open_model_dir(config, overwrite=overwrite, runtime=runtime)
+    def fake_train(config, strategy=None, verbose=0, runtime=None):
+        calls.append(config.model_name)
+        folder = open_model_dir(config, runtime=runtime)
         # A student starts only once its teacher's folder holds the
         # trial this command trained (call number len(calls) - 1).
         for _, teacher in config.teachers:
@@ -291,21 +291,41 @@ def test_overwrite_replaces_every_folder_of_the_recipe_once(tmp_path,
     monkeypatch.setattr(recipes, "train_and_evaluate", fake_train)
     values = {"bam_dir": str(tmp_path)}
     steps = ["o-rte-single", "o-single-to-multi"]
+    run = lambda **kwargs: recipes.run_recipe(
+        "single_to_multi", "o", ["rte"], values, debug=True,
+        poll_secs=0.01, **kwargs)
     with caplog.at_level(logging.INFO):
-        recipes.run_recipe("single_to_multi", "o", ["rte"], values,
-                           debug=True, poll_secs=0.01)
-    assert calls == [(name, False) for name in steps]
+        run()
+    assert calls == steps
     assert "earlier" not in caplog.text
     assert "o-rte-single: finished." in caplog.text
-    recipes.run_recipe("single_to_multi", "o", ["rte"], values,
-                       debug=True, poll_secs=0.01, overwrite=True)
-    assert calls[2:] == [(name, True) for name in steps]
+    # A student of another recipe, distilled from o-rte-single.
+    outside = ModelDir(str(tmp_path), "o-rte-single-to-single")
+    os.makedirs(outside.path)
+    with open(outside.config_path, "w") as f:
+        json.dump({"teachers": {"rte": "o-rte-single"}}, f)
+    # A trial of the student held by a live process: nothing is deleted.
+    student = ModelDir(str(tmp_path), steps[1])
+    with claim_of_a_live_process(student.claim_path(1)) as live:
+        with pytest.raises(RunError, match=f"{student.path} is in use: "
+                           f"trial 1 is being run by host .*, pid "
+                           f"{live.pid}"):
+            run(overwrite=True)
+    assert [ModelDir(str(tmp_path), n).finished_trials() for n in steps] \
+        == [{1}, {1}] and calls == steps
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run(overwrite=True)
+    assert calls[2:] == steps
     # Replaced: each folder holds the second command's trial alone (a
     # folder kept would still hold calls 1 and 2).
     assert [ModelDir(str(tmp_path), name).read_results()["trials"]
             for name in steps] == [
         [{"trial": 1, "seed": 1, "avg": avg, "metrics": {"rte": {
             "score": 1.0}}}] for avg in (3, 4)]
+    assert (f"{outside.path} learned from o-rte-single, which is replaced "
+            "now") in caplog.text
+    assert os.path.exists(outside.config_path)  # not this recipe's
 
 
 def test_table_averages_the_teachers_as_the_models_average():

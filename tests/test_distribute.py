@@ -244,7 +244,9 @@ def test_a_worker_started_again_alone_is_named(bam_dir, tiny_glue):
     assert "Traceback" not in chief_log, chief_log[-3000:]
     # Started again before the chief's heartbeat check found it lost (as
     # it is here, in seconds), it is named as restarted; found lost first,
-    # as stopped. Either way by its number, never a trace.
+    # as stopped. Either way by its number, never a trace: the code before
+    # ended in AbortedError's trace, and the wording of each case is
+    # pinned by test_how_a_worker_loss_is_told.
     assert ("FATAL: Worker 1 (worker) of this run was started again"
             in chief_log or "FATAL: Worker 1 (worker) of this run stopped"
             in chief_log), chief_log[-3000:]

@@ -65,11 +65,17 @@ def test_fault_messages_by_hand():
         "/b/ckpt-4_temp/part-0; No space left on device [Op:SaveV2]: no "
         "space left on the device; free some space and run the same "
         "command again: it resumes from the last checkpoint.")
-    # A write names no file: the message does not repeat strerror.
+    # A write names no file: the message does not repeat strerror; h5py's
+    # names its file in the text.
     assert os_fault_message(OSError(errno.ENOSPC, "No space left on "
                                     "device")) == (
         "no space left on the device; free some space and run the same "
         "command again: it resumes from the last checkpoint.")
+    assert os_fault_message(PermissionError(
+        errno.EACCES, "Unable to create file (name = '/m/w.h5')")) == (
+        "[Errno 13] Unable to create file (name = '/m/w.h5'): permission "
+        "denied; give this user write access there, or pass another "
+        "folder.")
     assert os_fault_message(ValueError("bad")) is None
     assert os_fault_message(OSError(errno.ENOENT, "missing", "f")) is None
 
@@ -173,11 +179,15 @@ def test_a_refused_write_names_the_file_not_its_temporary_copy(mount):
     subprocess.run(["mount", "-o", "remount,rw", str(where)], check=True)
     with pytest.raises(OSError) as full:  # a write names none
         with atomic_open(path) as f:
-            f.write("{")
-            raise OSError(errno.ENOSPC, "No space left on device")
+            f.write("x" * (2 << 20))  # more than the 1 MB file system
     assert full.value.filename == path and full.value.errno == errno.ENOSPC
     assert json.load(open(path)) == {"kept": 1}
     assert os.listdir(where / "comparisons") == ["bam.json"]
+    # Another file's fault in the block keeps its own name.
+    with pytest.raises(FileNotFoundError) as other:
+        with atomic_open(path) as f:
+            open(where / "missing.txt").read()
+    assert other.value.filename == str(where / "missing.txt")
 
 
 def test_a_full_disk_is_named_keeps_what_was_written_and_resumes(

@@ -268,8 +268,8 @@ def test_a_users_task_module_on_the_command_line(tmp_path):
     text = module.read_text()
     for broken, line, error in [
             (text.replace("'f1'", "'acc'"), 2,
-             "ValueError: Task 'reviews': metrics must name one or more of "
-             "accuracy, f1, mcc, pearson, spearman; 'acc' is not one."),
+             "ValueError: Task 'reviews': metrics must be a tuple of one or "
+             "more of accuracy, f1, mcc, pearson, spearman; not 'acc'."),
             (text.replace("name='reviews',", "name='reviews'"), 3,
              "SyntaxError: ")]:
         module.write_text(broken)

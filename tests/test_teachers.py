@@ -111,8 +111,9 @@ def test_corrupt_teacher_file(tiny_glue, tmp_path):
     with open(path, "r+b") as f:
         f.truncate(100)
     with pytest.raises(TeacherError, match=f"{path}: unreadable predictions "
-                       "file.*: restore it from a copy, or train its model "
-                       r"again \(its command with --overwrite\)"):
+                       "file.*: restore it from a copy, or train that trial "
+                       r"again \(delete its entry in the folder's "
+                       r"results.json"):
         teacher_targets(str(tmp_path), "teach", RTE, examples)
 
 

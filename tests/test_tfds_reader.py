@@ -55,7 +55,8 @@ def test_data_not_prepared_is_an_error_not_a_download(tmp_path,
                         lambda self, *args, **kwargs: tried.append(self))
     with pytest.raises(DataError, match=(
             f"TFDS glue/rte:validation could not be loaded for task 'rte' "
-            f"from {tmp_path} .*could not find data.*tfds build glue/rte")):
+            f"from {tmp_path} .*could not find data.*"
+            f"tfds build glue/rte --data_dir={tmp_path}`")):
         load_split(get_task("rte"), "dev", data_source="tfds",
                    tfds_data_dir=str(tmp_path))
     assert not tried

@@ -34,14 +34,14 @@ def read_tfds_split(task, split, data_dir=None):
                             shuffle_files=False, download=False)
     except Exception as e:  # not prepared, a damaged folder, ...
         first = (str(e).strip().splitlines() or [""])[0]
-        where = data_dir or "TFDS's data folder"
+        where = data_dir or tfds.core.constants.DATA_DIR
         raise DataError(
             f"TFDS {builder}:{tfds_split} could not be loaded for task "
             f"{task.name!r} from {where} "
             f"({type(e).__name__}: {first}). Prepare it with "
-            f"`tfds build {builder}` where downloads work, into "
-            "$TFDS_DATA_DIR or ~/tensorflow_datasets here, or use the TSV "
-            "files (--data_source=tsv).") from e
+            f"`tfds build {builder} --data_dir={where}` where downloads "
+            "work (or copy it there), or use the TSV files "
+            "(--data_source=tsv).") from e
     keys = task.tfds_text_keys
     rows = list(tfds.as_numpy(dataset))
     if not rows:

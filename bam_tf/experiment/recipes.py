@@ -20,6 +20,7 @@ from bam_tf.config import PRESETS
 from bam_tf.config import ConfigError
 from bam_tf.config import RunConfig
 from bam_tf.distribute import get_strategy
+from bam_tf.distribute import is_multi_worker
 from bam_tf.experiment.run import train_and_evaluate
 from bam_tf.io_utils import atomic_write_json
 from bam_tf.io_utils import atomic_write_text
@@ -27,6 +28,7 @@ from bam_tf.runtime import Runtime
 from bam_tf.store import identity as identity_lib
 from bam_tf.store.bam_dir import comparison_base
 from bam_tf.store.model_dir import ModelDir
+from bam_tf.store.opening import remove_model_dirs
 from bam_tf.tasks import get_tasks
 from bam_tf.tasks import scoring
 
@@ -129,12 +131,9 @@ def _needed_teacher_trials(configs):
     return needed
 
 
-def _teachers_ready(config, stale=()):
-    """Whether every teacher trial `config` learns from is finished (in a
-    teacher folder not yet replaced, one of `stale`, none is)."""
+def _teachers_ready(config):
+    """Whether every teacher trial `config` learns from is finished."""
     for _, teacher in config.teachers:
-        if teacher in stale:
-            return False
         folder = ModelDir(config.bam_dir, teacher)
         if not set(config.teacher_trials) <= folder.finished_trials():
             return False
@@ -153,10 +152,11 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     and a teacher trial whose process died is taken over.
 
     Args: as `recipe_configs`, and the strategy, verbosity and `Runtime`
-        of `train_and_evaluate`. `overwrite`: the recipe afresh: each of
-        its model folders is replaced (`train_and_evaluate`'s `overwrite`)
-        when its step trains, once, and a student waits for its teachers
-        trained anew, never learning from the replaced ones.
+        of `train_and_evaluate`. `overwrite`: the recipe afresh: every
+        model folder of the recipe is deleted before the first step
+        (`bam_tf.store.opening.remove_model_dirs`: none if a live process
+        holds a trial of one), so that no step, of this process or of
+        another copy of the command, learns from what they held.
 
     Example:
 
@@ -172,20 +172,25 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
     configs = recipe_configs(recipe, prefix, task_names, values, debug,
                              runtime)
     strategy = strategy or get_strategy(runtime.strategy, runtime.tpu)
+    if overwrite:
+        if is_multi_worker(strategy):
+            # Every worker reads the folders to choose its steps: one
+            # could read them while the chief deletes them.
+            raise ConfigError(
+                "--overwrite with --strategy=multi_worker: delete the "
+                "recipe's folders under BAM_DIR/models/ first, then start "
+                "the command on every worker without --overwrite.")
+        remove_model_dirs([ModelDir.of(c) for c in configs],
+                          runtime.claim_timeout_secs)
     needed = _needed_teacher_trials(configs)
     pending = list(configs)
-    # With `overwrite`, what a folder holds counts only once this process
-    # has replaced it.
-    stale = {c.model_name for c in configs} if overwrite else set()
     trained = set()
     waited = False
     while pending:
         progressed = False
         for config in list(pending):
             extra = needed.get(config.model_name, set())
-            left = (set(runtime.trial_numbers(config.num_trials)) | extra
-                    if config.model_name in stale
-                    else trials_left(config, runtime, extra))
+            left = trials_left(config, runtime, extra)
             if not left:
                 logging.info("%s: finished%s.", config.model_name,
                              "" if waited or config.model_name in trained
@@ -193,11 +198,11 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                 pending.remove(config)
                 progressed = True
                 continue
-            if not _teachers_ready(config, stale):
+            if not _teachers_ready(config):
                 continue
             held = ModelDir.of(config).live_claims(
                 runtime.claim_timeout_secs)
-            if left <= set(held) and config.model_name not in stale:
+            if left <= set(held):
                 continue  # other processes are on it
             logging.info("%s: training (%s).", config.model_name,
                          ",".join(config.task_names))
@@ -206,9 +211,7 @@ def run_recipe(recipe, prefix, task_names, values, debug=False,
                 dataclasses.replace(runtime, trials=tuple(sorted(
                     asked | extra))))
             train_and_evaluate(config, strategy, verbose=verbose,
-                               runtime=step_runtime,
-                               overwrite=config.model_name in stale)
-            stale.discard(config.model_name)
+                               runtime=step_runtime)
             trained.add(config.model_name)
             progressed = True
         if pending and not progressed:

@@ -316,6 +316,25 @@ class ModelDir:
                 held[int(number)] = holder
         return held
 
+    def students(self):
+        """The other model folders of this BAM_DIR whose config.json
+        names this one among its teachers (a folder whose config cannot
+        be read is left out: it names none that can be trusted)."""
+        root = os.path.dirname(self.path)
+        found = []
+        for name in sorted(os.listdir(root) if os.path.isdir(root) else []):
+            other = ModelDir(self.bam_dir, name)
+            if name == self.name or not os.path.isdir(other.path):
+                continue
+            try:
+                saved = other.read_saved_config() or {}
+            except ModelDirError:
+                continue
+            teachers = saved.get("teachers")
+            if isinstance(teachers, dict) and self.name in teachers.values():
+                found.append(other)
+        return found
+
     def remove(self):
         shutil.rmtree(self.path, ignore_errors=True)
 

@@ -111,11 +111,38 @@ def open_model_dir(config, overwrite=False, identity=None, runtime=None,
 
 
 def _overwrite(folder, runtime):
-    held = folder.live_claims(runtime.claim_timeout_secs)
-    if held:
-        trial, holder = next(iter(held.items()))
-        raise RunError(
-            f"--overwrite: {folder.path} is in use: trial {trial} is being "
-            f"run by host {holder.get('host')!r}, pid {holder.get('pid')}. "
-            "Stop it first.")
-    folder.remove()
+    remove_model_dirs([folder], runtime.claim_timeout_secs)
+
+
+def remove_model_dirs(folders, claim_timeout_secs):
+    """Deletes `folders` (`ModelDir`s), all or none: a folder one of whose
+    trials a live process holds is an error naming it, before any is
+    deleted. Warns of the other model folders of the BAM_DIR that learned
+    from one of them (their students are left, and would be compared with
+    the teachers trained anew).
+
+    Example:
+
+    ```python
+    remove_model_dirs([ModelDir(bam_dir, "bam-rte-single")], 600.0)
+    ```
+    """
+    for folder in folders:
+        held = folder.live_claims(claim_timeout_secs)
+        if held:
+            trial, holder = next(iter(held.items()))
+            raise RunError(
+                f"--overwrite: {folder.path} is in use: trial {trial} is "
+                f"being run by host {holder.get('host')!r}, pid "
+                f"{holder.get('pid')}. Stop it first.")
+    names = {folder.name for folder in folders}
+    for folder in folders:
+        for student in folder.students():
+            if student.name not in names:
+                logging.warning(
+                    "%s learned from %s, which is replaced now: its "
+                    "results are those of the replaced teacher. Replace it "
+                    "too (its command with --overwrite) before comparing "
+                    "it with the new one.", student.path, folder.name)
+    for folder in folders:
+        folder.remove()

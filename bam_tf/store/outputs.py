@@ -67,8 +67,9 @@ def read_predictions(path):
         raise OutputFileError(
             f"{path}: unreadable predictions file ({type(e).__name__}: "
             f"{e}); it may be truncated or corrupt: restore it from a "
-            "copy, or train its model again (its command with "
-            "--overwrite).") from None
+            "copy, or train that trial again (delete its entry in the "
+            "folder's results.json, then run the folder's command "
+            "again).") from None
     required = {"eid", "task", "label_list", "num_examples", "text_hash"}
     missing = required - set(arrays)
     if missing or not ({"logits", "predictions"} & set(arrays)):

@@ -111,12 +111,13 @@ class Task:
             if split not in self.splits:
                 raise ValueError(
                     f"Task {self.name!r}: split {split!r} is not declared.")
-        unknown = [m for m in self.metrics if m not in METRICS]
+        unknown = ([self.metrics] if isinstance(self.metrics, str)
+                   else [m for m in self.metrics if m not in METRICS])
         if not self.metrics or unknown:
             raise ValueError(
-                f"Task {self.name!r}: metrics must name one or more of "
-                f"{', '.join(METRICS)}"
-                + (f"; {', '.join(map(repr, unknown))} is not one."
+                f"Task {self.name!r}: metrics must be a tuple of one or "
+                f"more of {', '.join(METRICS)}"
+                + (f"; not {', '.join(map(repr, unknown))}."
                    if unknown else "."))
         for split in self.dev_splits + ("train",):
             if self.splits[split].label is None:
