@@ -294,7 +294,7 @@ def test_overwrite_replaces_every_folder_of_the_recipe(tmp_path,
     run = lambda **kwargs: recipes.run_recipe(
         "single_to_multi", "o", ["rte"], values, debug=True,
         poll_secs=0.01, **kwargs)
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         run()
     assert calls == steps
     assert "earlier" not in caplog.text
@@ -314,7 +314,7 @@ def test_overwrite_replaces_every_folder_of_the_recipe(tmp_path,
     assert [ModelDir(str(tmp_path), n).finished_trials() for n in steps] \
         == [{1}, {1}] and calls == steps
     caplog.clear()
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         run(overwrite=True)
     assert calls[2:] == steps
     # Replaced: each folder holds the second command's trial alone (a

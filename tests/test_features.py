@@ -109,7 +109,7 @@ def test_a_damaged_cache_file_is_rebuilt(tiny_tokenizer, tmp_path, caplog):
     [path] = glob.glob(f"{tmp_path}/rte_train_*.npz")
     with open(path, "r+b") as f:
         f.truncate(40)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="absl"):
         again = cached_features(Featurizer(tiny_tokenizer, 16), examples,
                                 str(tmp_path))
     assert f"{path}: damaged feature cache file" in caplog.text

@@ -251,7 +251,7 @@ def test_trials_held_elsewhere_are_told_only_if_still_unfinished(
                         "metrics": {"rte": {"score": 1.0}}}
     os.makedirs(os.path.dirname(folder.claim_path(1)))
     with claim_of_a_live_process(folder.claim_path(1)):
-        with caplog.at_level("INFO"):
+        with caplog.at_level("INFO", logger="absl"):
             for hold in folder.claim_trials([1, 2], 600.0, 30.0):
                 with hold:
                     assert hold.trial == 2
