@@ -100,14 +100,18 @@ def _from_chief(strategy, value=None):
 
 # How TensorFlow reports a worker it lost: its coordination service
 # lists the tasks that stopped sending heartbeats; its older health check
-# says one is down. (A chief lost takes the coordination service with it:
-# the others then learn only that their collective was aborted.) A worker
+# says one is down; a collective that was receiving from it names it as
+# the remote target whose socket closed (which comes first is a race).
+# (A chief lost takes the coordination service with it: the others then
+# learn only that their collective was aborted.) A worker
 # started again before it was found lost comes back as another
 # "incarnation", which the service refuses: AbortedError, not
 # UnavailableError.
 _LOST_TASK = re.compile(
     r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)|"
-    r"/job:(\w+)/replica:\d+/task:(\d+) is down")
+    r"/job:(\w+)/replica:\d+/task:(\d+) is down|"
+    r"Socket closed\s+Additional GRPC error information from remote "
+    r"target /job:(\w+)/replica:\d+/task:(\d+)")
 _RESTARTED_TASK = re.compile(
     r"/job:(\w+)/replica:\d+/task:(\d+) unexpectedly tried to connect "
     "with a different incarnation")

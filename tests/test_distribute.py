@@ -207,8 +207,13 @@ def test_a_lost_worker_is_named_and_the_run_resumes(bam_dir, tiny_glue):
     (chief_code, chief_log), (worker_code, _) = _two_workers(
         bam_dir, tiny_glue, "lost_worker", "worker_dies")
     assert worker_code == -9
-    assert chief_code == 2 and ("FATAL: Worker 1 (worker) of this run "
-                                "stopped") in chief_log, chief_log[-3000:]
+    # Named when TensorFlow's message names it: its heartbeat check (as
+    # usual here) or the socket a collective was reading (seen once, on a
+    # loaded machine; test_how_a_worker_loss_is_told pins both wordings).
+    assert chief_code == 2 and any(
+        f"FATAL: {who} of this run stopped" in chief_log
+        for who in ("Worker 1 (worker)", "Another worker")), (
+        chief_log[-3000:])
     assert "Traceback" not in chief_log, chief_log[-3000:]
     mdir = os.path.join(bam_dir, "models", "lost_worker")
     assert not os.path.exists(os.path.join(mdir, "results.json"))
@@ -257,8 +262,8 @@ def test_a_worker_started_again_alone_is_named(bam_dir, tiny_glue):
 
 
 @pytest.mark.parametrize("message, line", [
-    # As TensorFlow words them: a restarted worker as a real run's log
-    # showed it; the other two from TensorFlow's own strings.
+    # As TensorFlow words them: a restarted worker and a closed socket as
+    # real runs' logs showed them; the others from TensorFlow's strings.
     ("Collective ops is aborted by: Error reported from /job:worker/task:1:"
      " /job:worker/replica:0/task:1 unexpectedly tried to connect with a "
      "different incarnation. It has likely restarted.\nThe error could be "
@@ -269,6 +274,11 @@ def test_a_worker_started_again_alone_is_named(bam_dir, tiny_glue):
      "Worker 1 (worker) of this run stopped"),
     ("Collective ops is aborted by: The following tasks are unhealthy "
      "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\n",
+     "Worker 1 (worker) of this run stopped"),
+    ("Collective ops is aborted by: Socket closed\nAdditional GRPC error "
+     "information from remote target /job:worker/replica:0/task:1 while "
+     "calling /tensorflow.WorkerService/RecvBuf:\n:UNKNOWN:Error received "
+     "from peer  {grpc_status:14, grpc_message:\"Socket closed\"}",
      "Worker 1 (worker) of this run stopped"),
     ("Collective ops is aborted by: Socket closed",
      "Another worker of this run stopped"),
