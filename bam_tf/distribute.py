@@ -103,10 +103,9 @@ def _from_chief(strategy, value=None):
 # says one is down; a collective that was receiving from it names it as
 # the remote target whose socket closed (which comes first is a race).
 # (A chief lost takes the coordination service with it: the others then
-# learn only that their collective was aborted.) A worker
-# started again before it was found lost comes back as another
-# "incarnation", which the service refuses: AbortedError, not
-# UnavailableError.
+# learn only that their collective was aborted.) A worker started again
+# before it was found lost comes back as another "incarnation", which the
+# service refuses: AbortedError, not UnavailableError.
 _LOST_TASK = re.compile(
     r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)|"
     r"/job:(\w+)/replica:\d+/task:(\d+) is down|"
@@ -144,8 +143,8 @@ def worker_loss_named(strategy):
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
         line = _worker_loss(e.message or "")
         # Aborted for another cause than a restarted worker: as it is.
-        if line is None or isinstance(e, tf.errors.AbortedError) and (
-                not _RESTARTED_TASK.search(e.message or "")):
+        if line is None or (isinstance(e, tf.errors.AbortedError) and
+                            not _RESTARTED_TASK.search(e.message or "")):
             raise
         raise RunError(line) from e
 
