@@ -103,7 +103,8 @@ def _from_chief(strategy, value=None):
 # says one is down; a collective that was receiving from it names it as
 # the remote target whose socket closed (which comes first is a race).
 # (A chief lost takes the coordination service with it: the others then
-# learn only that their collective was aborted.) A worker started again
+# learn it from a closed socket, or only that their collective was
+# aborted.) A worker started again
 # before it was found lost comes back as another "incarnation", which the
 # service refuses: AbortedError, not UnavailableError.
 _LOST_TASK = re.compile(
