@@ -104,9 +104,9 @@ def _from_chief(strategy, value=None):
 # the remote target whose socket closed (which comes first is a race).
 # (A chief lost takes the coordination service with it: the others then
 # learn it from a closed socket, or only that their collective was
-# aborted.) A worker started again
-# before it was found lost comes back as another "incarnation", which the
-# service refuses: AbortedError, not UnavailableError.
+# aborted.) A worker started again before it was found lost comes back as
+# another "incarnation", which the service refuses: AbortedError, not
+# UnavailableError.
 _LOST_TASK = re.compile(
     r"unhealthy[^\n]*\n/job:(\w+)/replica:\d+/task:(\d+)|"
     r"/job:(\w+)/replica:\d+/task:(\d+) is down|"
@@ -142,20 +142,22 @@ def worker_loss_named(strategy):
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
-        line = _worker_loss(e.message or "")
-        # Aborted for another cause than a restarted worker: as it is.
-        if line is None or (isinstance(e, tf.errors.AbortedError) and
-                            not _RESTARTED_TASK.search(e.message or "")):
+        line = _worker_loss(e.message or "",
+                            aborted=isinstance(e, tf.errors.AbortedError))
+        if line is None:
             raise
         raise RunError(line) from e
 
 
-def _worker_loss(message):
+def _worker_loss(message, aborted=False):
     """The one line for a collective aborted with `message`, or None when
-    it is not about a worker of the run."""
+    it is not about a worker of the run (`aborted`, an AbortedError: only
+    a restarted worker is; any other is left as it is)."""
     if not any(mark in message for mark in _COLLECTIVE_ABORTED):
         return None
     restarted = _RESTARTED_TASK.search(message)
+    if aborted and not restarted:
+        return None
     if restarted:
         return (f"Worker {restarted.group(2)} ({restarted.group(1)}) of "
                 "this run was started again while the others were still "

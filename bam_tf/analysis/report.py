@@ -17,6 +17,7 @@ from bam_tf.analysis.statistics import summarize
 from bam_tf.config import glue_dir
 from bam_tf.data.loading import load_split
 from bam_tf.errors import BamError
+from bam_tf.store.bam_dir import model_names
 from bam_tf.store.bam_dir import models_dir
 from bam_tf.store.model_dir import ModelDir
 from bam_tf.store.outputs import read_predictions
@@ -30,13 +31,6 @@ class ReportError(BamError):
     pass
 
 
-def _listed(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
-
-
 def _trials(bam_dir, name):
     """The folder's finished trials, each one's metrics in the order of
     the run's `task_names`: results.json is written with sorted keys,
@@ -45,8 +39,7 @@ def _trials(bam_dir, name):
     keeps the file's order."""
     folder = ModelDir(bam_dir, name)
     if not folder.exists():
-        there = sorted(n for n in _listed(models_dir(bam_dir))
-                       if os.path.isdir(os.path.join(models_dir(bam_dir), n)))
+        there = model_names(bam_dir)
         raise ReportError(
             f"{folder.path}: no such model folder; "
             + (f"the models under {models_dir(bam_dir)} are "

@@ -18,6 +18,17 @@ def models_dir(bam_dir):
     return os.path.join(bam_dir, "models")
 
 
+def model_names(bam_dir):
+    """The names of the model folders of `bam_dir`, sorted (none when it
+    has no readable models/ folder)."""
+    root = models_dir(bam_dir)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    return sorted(n for n in names if os.path.isdir(os.path.join(root, n)))
+
+
 def model_path(bam_dir, name):
     """Where model `name` of `bam_dir` is."""
     return os.path.join(models_dir(bam_dir), name)

@@ -320,12 +320,11 @@ class ModelDir:
         """The other model folders of this BAM_DIR whose config.json
         names this one among its teachers (a folder whose config cannot
         be read is left out: it names none that can be trusted)."""
-        root = os.path.dirname(self.path)
         found = []
-        for name in sorted(os.listdir(root) if os.path.isdir(root) else []):
-            other = ModelDir(self.bam_dir, name)
-            if name == self.name or not os.path.isdir(other.path):
+        for name in bam_dir_lib.model_names(self.bam_dir):
+            if name == self.name:
                 continue
+            other = ModelDir(self.bam_dir, name)
             try:
                 saved = other.read_saved_config() or {}
             except ModelDirError:
